@@ -1,0 +1,1 @@
+"""Python helpers shared by gst-vim's tools: model-file I/O and Vim configs."""
