@@ -1,0 +1,38 @@
+/* gst-vim GStreamer tests: shared helpers.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#ifndef __VIM_TEST_UTIL_H__
+#define __VIM_TEST_UTIL_H__
+
+#include <gst/gst.h>
+#include <gst/video/video.h>
+#include <vim/vim.h>
+
+G_BEGIN_DECLS
+
+/* The model every test uses (VIM_TEST_MODEL, made by the build). */
+const gchar *vim_test_model_path (void);
+const gchar *vim_test_labels_path (void);
+
+/* A deterministic picture (gradients and blocks that depend on @seed) in
+ * any format, converted from RGB by the video library. */
+GstBuffer *vim_test_make_frame (GstVideoFormat format, gint width,
+    gint height, guint seed);
+
+/* The engine's softmax top-k on the pixels of @buffer, computed here
+ * directly with vim.h. Returns how many were written to @out. */
+gint vim_test_engine_top_k (const GstVideoInfo * info, GstBuffer * buffer,
+    gint k, gfloat threshold, VimClassScore * out);
+
+/* A bus attached to @element (outside any pipeline) to read its messages. */
+GstBus *vim_test_attach_bus (GstElement * element);
+
+/* Sets @element to @state and returns the error or warning posted on its
+ * bus, if any. */
+GstStateChangeReturn vim_test_set_state (GstElement * element, GstState state,
+    GstBus * bus, GError ** error, gchar ** debug);
+
+G_END_DECLS
+
+#endif /* __VIM_TEST_UTIL_H__ */
