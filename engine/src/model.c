@@ -156,6 +156,11 @@ read_config (MetaReader *r, VimModelConfig *c, char **name_out)
   if (c->image_height < c->patch_size || c->image_width < c->patch_size)
     return meta_fail (r, "image_size %dx%d is smaller than one %d-pixel patch",
         c->image_height, c->image_width, c->patch_size);
+  if ((c->image_height - c->patch_size) % c->stride != 0
+      || (c->image_width - c->patch_size) % c->stride != 0)
+    return meta_fail (r, "image_size %dx%d does not fit patch_size %d and stride %d "
+        "((size - patch_size) %% stride must be 0)", c->image_height,
+        c->image_width, c->patch_size, c->stride);
   c->d_inner = c->expand * c->embed_dim;
   c->grid_h = (c->image_height - c->patch_size) / c->stride + 1;
   c->grid_w = (c->image_width - c->patch_size) / c->stride + 1;
@@ -367,10 +372,11 @@ split_labels (const char *text, int n, const char *origin, const char *path,
 {
   char **lines = g_strsplit (text, "\n", -1);
   guint count = g_strv_length (lines);
-  /* a file may end with a newline */
-  if (count == (guint) n + 1 && lines[n][0] == '\0') {
-    g_free (lines[n]);
-    lines[n] = NULL;
+  /* a file may end with a newline: that ends the last label, it adds none
+   * (so 2 labels + newline are 2 labels, not 3 with an empty one) */
+  if (count > 0 && lines[count - 1][0] == '\0') {
+    g_free (lines[count - 1]);
+    lines[count - 1] = NULL;
     count--;
   }
   if (count != (guint) n) {
@@ -427,6 +433,8 @@ load_model_labels (VimModel *m, GError **error)
   char *dir = g_path_get_dirname (m->path);
   char *full = g_build_filename (dir, file, NULL);
   gboolean ok = vim_model_load_labels (m, full, error);
+  if (!ok)  /* name the model too, not just the labels file */
+    g_prefix_error (error, "%s: labels_file: ", m->path);
   g_free (dir);
   g_free (full);
   return ok;
