@@ -218,10 +218,11 @@ typedef struct {
 } TensorBinder;
 
 static void
-half_to_float (const guint16 *in, float *out, size_t n, gboolean bf16)
+half_to_float (const guint8 *in, float *out, size_t n, gboolean bf16)
 {
   for (size_t i = 0; i < n; i++) {
-    guint16 h = GUINT16_FROM_LE (in[i]);
+    /* bytewise: a tensor may start at an odd offset in the file */
+    guint16 h = (guint16) (in[2 * i] | (in[2 * i + 1] << 8));
     guint32 bits;
     if (bf16) {
       bits = (guint32) h << 16;

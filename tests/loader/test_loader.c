@@ -619,6 +619,22 @@ test_valid_unaligned (void)
 }
 
 static void
+test_valid_odd_offset (gconstpointer data)
+{
+  /* a header of 8k+1 bytes puts every 2-byte tensor at an odd address */
+  const char *dtype = data;
+  ModelSpec *s = mb_new_tiny ();
+  mb_set_dtype_all (s, dtype);
+  s->header_extra_pad = 1;
+  char *name = g_strdup_printf ("valid-odd-offset-%s", dtype);
+  VimModel *m = open_spec (s, name);
+  check_weights (m);
+  vim_model_unref (m);
+  g_free (name);
+  mb_free (s);
+}
+
+static void
 test_valid_x_metadata (void)
 {
   ModelSpec *s = mb_new_tiny ();
@@ -784,6 +800,8 @@ main (int argc, char **argv)
   g_test_add_data_func ("/loader/valid/bf16", "BF16", test_valid_dtype);
   g_test_add_func ("/loader/valid/mixed-dtypes-packed", test_valid_mixed_dtypes);
   g_test_add_func ("/loader/valid/unaligned-f32", test_valid_unaligned);
+  g_test_add_data_func ("/loader/valid/odd-offset-f16", "F16", test_valid_odd_offset);
+  g_test_add_data_func ("/loader/valid/odd-offset-bf16", "BF16", test_valid_odd_offset);
   g_test_add_func ("/loader/valid/x-metadata", test_valid_x_metadata);
   g_test_add_func ("/loader/valid/defaults", test_valid_defaults);
   g_test_add_func ("/loader/valid/labels-file", test_valid_labels_file);
