@@ -204,6 +204,10 @@ read_config (MetaReader *r, VimModelConfig *c, char **name_out)
       && (!parse_float (v, &c->crop_ratio) || !(c->crop_ratio > 0)
           || c->crop_ratio > 1))
     return meta_fail (r, "crop_ratio '%s' is not a number in (0, 1]", v);
+  /* keeps the crop geometry finite (a tiny ratio made it inf/NaN) */
+  if (floorf (MIN (c->image_height, c->image_width) / c->crop_ratio) > 65536)
+    return meta_fail (r, "crop_ratio %g resizes the short side to more than 65536 pixels",
+        c->crop_ratio);
   return TRUE;
 }
 

@@ -277,6 +277,8 @@ static void e_std_negative (ModelSpec *s) { mb_set_meta (s, "std", "0.2,0.2,-0.2
 static void e_resize (ModelSpec *s) { mb_set_meta (s, "resize", "crop"); }
 static void e_crop_ratio (ModelSpec *s) { mb_set_meta (s, "crop_ratio", "1.5"); }
 static void e_crop_ratio_zero (ModelSpec *s) { mb_set_meta (s, "crop_ratio", "0"); }
+static void e_crop_ratio_tiny (ModelSpec *s) { mb_set_meta (s, "crop_ratio", "1e-40"); }
+static void e_crop_ratio_small (ModelSpec *s) { mb_set_meta (s, "crop_ratio", "0.0002"); }
 static void e_norm_eps (ModelSpec *s) { mb_set_meta (s, "norm_eps", "0"); }
 static void e_norm_eps_junk (ModelSpec *s) { mb_set_meta (s, "norm_eps", "1e-5f"); }
 
@@ -385,6 +387,8 @@ static const FailCase fail_cases[] = {
   { "resize-unknown", e_resize, NULL, M, { "resize 'crop' is unknown" } },
   { "crop-ratio-above-1", e_crop_ratio, NULL, M, { "crop_ratio '1.5' is not a number in (0, 1]" } },
   { "crop-ratio-0", e_crop_ratio_zero, NULL, M, { "crop_ratio '0' is not a number in (0, 1]" } },
+  { "crop-ratio-1e-40", e_crop_ratio_tiny, NULL, M, { "resizes the short side to more than 65536 pixels" } },
+  { "crop-ratio-0.0002", e_crop_ratio_small, NULL, M, { "crop_ratio 0.0002 resizes the short side" } },
   { "norm-eps-0", e_norm_eps, NULL, M, { "norm_eps '0' is not a number in (0, 1]" } },
   { "norm-eps-junk", e_norm_eps_junk, NULL, M, { "norm_eps '1e-5f' is not a number" } },
 };
