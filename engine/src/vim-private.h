@@ -4,6 +4,7 @@
 #define VIM_PRIVATE_H
 
 #include "vim/vim.h"
+#include "vim-build-config.h"   /* VIM_HAVE_CUDA */
 
 G_BEGIN_DECLS
 

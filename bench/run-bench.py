@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""One command for the GPU host: our CUDA Vim next to DeiT (timm) on the same card.
+
+  bench/run-bench.py --build build-cuda [--set full|quick|targets] [--precision fp16]
+                     [--compile targets|all|none] [--json OUT.json] [--md OUT.md]
+
+For Vim-Ti/S/B at 224/512/1024/1248 and batch 1/8/64/256 where they fit it
+prints median and p99 latency of a forward (device time, CUDA events, input
+already on the GPU), images/s and peak device memory (weights; activations =
+everything else the runner allocates: workspace, input batch, logits, cuBLAS
+workspace). In the same run DeiT-Ti and DeiT-S from timm (fp16, SDPA
+attention), eager and through torch.compile (mode="reduce-overhead", CUDA
+graphs, for batch 1; "max-autotune-no-cudagraphs" for larger batches), with
+the same measures (activations = torch.cuda.max_memory_allocated above the
+weights, input included), and our/their ratios against the best DeiT.
+
+Random weights (tools/vim-random-model), random inputs (never zeros).
+"""
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+SIZES = {  # res -> batches
+    224: [1, 8, 64, 256],
+    512: [1, 8, 64],
+    1024: [1, 8],
+    1248: [1, 8],
+}
+VARIANTS = [("Vim-Ti", "vim_ti", "DeiT-Ti", "deit_tiny_patch16_224"),
+            ("Vim-S", "vim_s", "DeiT-S", "deit_small_patch16_224"),
+            ("Vim-B", "vim_b", None, None)]
+# compiled DeiT runs (each compile costs tens of seconds): the target rows
+COMPILE_TARGETS = {("DeiT-Ti", 224, 1), ("DeiT-Ti", 224, 256), ("DeiT-Ti", 1248, 8),
+                   ("DeiT-Ti", 1248, 1), ("DeiT-S", 224, 256), ("DeiT-S", 224, 1),
+                   ("DeiT-S", 1248, 8)}
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def card():
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.sm",
+                              "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
+        return out.stdout.strip().splitlines()[0]
+    except Exception as e:  # noqa: BLE001
+        return f"unknown ({e})"
+
+
+def run_vim(args, tmp, plan):
+    rows = []
+    for name, variant, _, _ in VARIANTS:
+        for res, batches in plan.get(name, {}).items():
+            model = os.path.join(tmp, f"{variant}-{res}.safetensors")
+            t0 = time.time()
+            subprocess.run([sys.executable, os.path.join(ROOT, "tools", "vim-random-model"),
+                            "--variant", variant, "--image-size", str(res), "--dtype", "F16",
+                            "-o", model], check=True)
+            log(f"[vim] {name} {res}: model in {time.time() - t0:.1f}s")
+            cmd = [os.path.join(args.build, "bench", "vim-bench"), "--model", model,
+                   "--precision", args.precision, "--batches", ",".join(map(str, batches)),
+                   "--label", name, "--seconds", str(args.seconds)]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode not in (0, 1):
+                log(out.stderr)
+            for line in out.stdout.splitlines():
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                r["model"] = name
+                rows.append(r)
+                if "error" in r:
+                    log(f"[vim] {name} {res} b{r['batch']}: ERROR {r['error']}")
+                else:
+                    log(f"[vim] {name} {res} b{r['batch']}: {r['median_ms']:.4f} ms "
+                        f"(p99 {r['p99_ms']:.4f}), {r['img_s']:.0f} img/s, act {r['act_mib']:.1f} MiB, "
+                        f"pass {r['pass_images']}x{r['passes']}, lanes {r['scan_lanes']}")
+            os.remove(model)
+    return rows
+
+
+def time_fn(torch, fn, x, seconds, min_iters=10, max_iters=200, step=None):
+    for _ in range(5):
+        if step:
+            step()
+        fn(x)
+    torch.cuda.synchronize()
+    times = []
+    t0 = time.time()
+    while len(times) < max_iters and (len(times) < min_iters or time.time() - t0 < seconds):
+        if step:
+            step()
+        s = torch.cuda.Event(enable_timing=True)
+        e = torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn(x)
+        e.record()
+        e.synchronize()
+        times.append(s.elapsed_time(e))
+    times.sort()
+    return {"median_ms": statistics.median(times),
+            "p99_ms": times[min(len(times) - 1, int(0.99 * len(times) + 0.999) - 1)],
+            "min_ms": times[0], "iters": len(times)}
+
+
+def run_deit(args, plan):
+    import torch
+    import timm
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    rows = []
+    t_start = time.time()
+    for _, _, dname, timm_name in VARIANTS:
+        if dname is None or dname not in plan:
+            continue
+        for res, batches in plan[dname].items():
+            base = timm.create_model(timm_name, img_size=res, pretrained=False, num_classes=1000)
+            base = base.half().cuda().eval()
+            wbytes = sum(p.numel() * p.element_size() for p in base.parameters())
+            for b in batches:
+                modes = ["eager"]
+                key = (dname, res, b)
+                if args.compile == "all" or (args.compile == "targets" and key in COMPILE_TARGETS):
+                    modes.append("compiled")
+                for mode in modes:
+                    if mode == "compiled" and time.time() - t_start > args.compile_budget:
+                        log(f"[deit] {dname} {res} b{b} compiled: skipped (time budget)")
+                        rows.append({"model": dname, "res": res, "batch": b, "mode": mode,
+                                     "error": "not run (time budget)"})
+                        continue
+                    torch.cuda.empty_cache()
+                    x = torch.randn(b, 3, res, res, device="cuda", dtype=torch.float16)
+                    step = None
+                    try:
+                        with torch.inference_mode():
+                            if mode == "eager":
+                                fn = base
+                                cmode = None
+                            else:
+                                cmode = "reduce-overhead" if b == 1 else "max-autotune-no-cudagraphs"
+                                torch._dynamo.reset()
+                                fn = torch.compile(base, mode=cmode)
+                                if b == 1:
+                                    step = torch.compiler.cudagraph_mark_step_begin
+                                t0 = time.time()
+                                for _ in range(3):
+                                    if step:
+                                        step()
+                                    fn(x)
+                                torch.cuda.synchronize()
+                                log(f"[deit] {dname} {res} b{b} compile ({cmode}) {time.time() - t0:.0f}s")
+                            torch.cuda.synchronize()
+                            torch.cuda.reset_peak_memory_stats()
+                            r = time_fn(torch, fn, x, args.seconds, step=step)
+                            peak = torch.cuda.max_memory_allocated()
+                        r.update({"model": dname, "res": res, "batch": b, "mode": mode,
+                                  "compile_mode": cmode, "img_s": b * 1000.0 / r["median_ms"],
+                                  "weights_mib": wbytes / 2**20, "act_mib": (peak - wbytes) / 2**20,
+                                  "act_mib_per_img": (peak - wbytes) / 2**20 / b})
+                        log(f"[deit] {dname} {res} b{b} {mode}: {r['median_ms']:.4f} ms, "
+                            f"{r['img_s']:.0f} img/s, act {r['act_mib']:.1f} MiB")
+                    except Exception as e:  # noqa: BLE001
+                        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                        log(f"[deit] {dname} {res} b{b} {mode}: ERROR {msg}")
+                        r = {"model": dname, "res": res, "batch": b, "mode": mode, "error": msg}
+                    rows.append(r)
+                    del x
+            del base
+            torch.cuda.empty_cache()
+    return rows
+
+
+def make_plan(args):
+    vim, deit = {}, {}
+    if args.set == "quick":
+        sizes = {224: [1, 64, 256], 1248: [8]}
+    elif args.set == "targets":
+        sizes = {224: [1, 256], 1248: [8]}
+    else:
+        sizes = SIZES
+    for name, _, dname, _ in VARIANTS:
+        for res, bs in sizes.items():
+            bs = list(bs)
+            if args.set != "full" and name == "Vim-B":
+                continue
+            if args.set == "targets" and name == "Vim-S" and res != 224:
+                continue
+            vim.setdefault(name, {})[res] = bs
+            if dname:
+                deit.setdefault(dname, {})[res] = bs
+    return vim, deit
+
+
+def table(vim_rows, deit_rows):
+    lines = []
+    hdr = ("| model | res | batch | ms median | ms p99 | img/s | act MiB | act MiB/img | "
+           "DeiT eager ms | DeiT compiled ms | best DeiT img/s | best DeiT act MiB/img | speed ours/theirs | mem theirs/ours |")
+    lines.append(hdr)
+    lines.append("|" + "---|" * 14)
+    deit = {(r["model"], r["res"], r["batch"], r["mode"]): r for r in deit_rows if "error" not in r}
+    for r in vim_rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['res']} | {r['batch']} | error: {r['error']} |" + " |" * 10)
+            continue
+        dname = {"Vim-Ti": "DeiT-Ti", "Vim-S": "DeiT-S"}.get(r["model"])
+        e = deit.get((dname, r["res"], r["batch"], "eager"))
+        c = deit.get((dname, r["res"], r["batch"], "compiled"))
+        cands = [x for x in (e, c) if x]
+        best = min(cands, key=lambda x: x["median_ms"]) if cands else None
+        bestmem = min(cands, key=lambda x: x["act_mib_per_img"]) if cands else None
+        f = lambda v, p=4: f"{v:.{p}f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
+        lines.append(
+            f"| {r['model']} | {r['res']} | {r['batch']} | {f(r['median_ms'])} | {f(r['p99_ms'])} | "
+            f"{r['img_s']:.0f} | {r['act_mib']:.1f} | {r['act_mib_per_img']:.2f} | "
+            f"{f(e['median_ms']) if e else '-'} | {f(c['median_ms']) if c else '-'} | "
+            f"{f(best['img_s'], 0) if best else '-'} | {f(bestmem['act_mib_per_img'], 2) if bestmem else '-'} | "
+            f"{f(best['median_ms'] / r['median_ms'], 2) if best else '-'} | "
+            f"{f(bestmem['act_mib_per_img'] / r['act_mib_per_img'], 2) if bestmem else '-'} |")
+    lines.append("")
+    lines.append("| peer | res | batch | mode | ms median | ms p99 | img/s | act MiB | act MiB/img |")
+    lines.append("|" + "---|" * 9)
+    for r in deit_rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['res']} | {r['batch']} | {r['mode']} | {r['error']} |||||")
+        else:
+            mode = r["mode"] + (f" ({r['compile_mode']})" if r.get("compile_mode") else "")
+            lines.append(f"| {r['model']} | {r['res']} | {r['batch']} | {mode} | {r['median_ms']:.4f} | "
+                         f"{r['p99_ms']:.4f} | {r['img_s']:.0f} | {r['act_mib']:.1f} | {r['act_mib_per_img']:.2f} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build-cuda"))
+    ap.add_argument("--set", choices=["full", "quick", "targets"], default="full")
+    ap.add_argument("--precision", default="fp16")
+    ap.add_argument("--compile", choices=["targets", "all", "none"], default="targets")
+    ap.add_argument("--compile-budget", type=float, default=420.0,
+                    help="seconds after which no more DeiT compiles start")
+    ap.add_argument("--seconds", type=float, default=0.5, help="timing budget per row")
+    ap.add_argument("--no-vim", action="store_true")
+    ap.add_argument("--no-deit", action="store_true")
+    ap.add_argument("--json")
+    ap.add_argument("--md")
+    args = ap.parse_args()
+    vim_plan, deit_plan = make_plan(args)
+    info = {"card": card(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv), "precision": args.precision,
+            "env": {k: v for k, v in os.environ.items() if k.startswith("VIM_CUDA_")}}
+    log(f"card: {info['card']}")
+    vim_rows, deit_rows = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.no_vim:
+            vim_rows = run_vim(args, tmp, vim_plan)
+    if not args.no_deit:
+        deit_rows = run_deit(args, deit_plan)
+    md = table(vim_rows, deit_rows)
+    head = (f"card: {info['card']}  \ndate: {info['date']}  \ncommand: `{info['command']}`  \n"
+            f"our precision: {args.precision}; DeiT: fp16, SDPA  \n")
+    print(head)
+    print(md)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"info": info, "vim": vim_rows, "deit": deit_rows}, f, indent=1)
+    if args.md:
+        with open(args.md, "w") as f:
+            f.write(head + "\n" + md + "\n")
+
+
+if __name__ == "__main__":
+    main()

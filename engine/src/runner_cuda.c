@@ -1,0 +1,1414 @@
+/* The CUDA backend: weights on the device (shared per model, context and
+ * precision), the forward pass as cuBLAS GEMMs plus the kernels of
+ * kernels/, replayed as CUDA graphs, and preprocessing on the GPU.
+ *
+ * One layer, token-major (rows = images x L tokens), T = compute type:
+ *
+ *   normed (T)   = RMSNorm(residual)                       vimk_rmsnorm
+ *   xz (T)       = normed x W_in^T            (2E wide)    cuBLAS
+ *   xc (T)       = SiLU(conv_f(x)) | SiLU(conv_b(x)),  z <- SiLU(z)    vimk_conv_gate
+ *   dbl[d] (f32) = xc[d] x W_x[d]^T           (dt | B | C) cuBLAS strided batched, 2 directions
+ *   xc <- y      = bidirectional scan (dt_proj, softplus, D, gate)    vimk_scan
+ *   residual    += [y_f | y_b] x [W_out/2 | W_out/2]^T     cuBLAS, fp32 accumulate
+ *
+ * The last layer's out_proj runs on the class-token rows only. Images go
+ * through the layers in passes of a few at a time, so the workspace (one
+ * layer's activations for one pass) is independent of depth and batch and
+ * stays in L2 where it can.
+ */
+#include "vim-private.h"
+#include "vim-build-config.h"
+#include "cuda_bench.h"
+
+#include <cuda.h>
+#include <cuda_runtime_api.h>
+#include <cublas_v2.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vimk/vimk.h"
+
+#ifndef VIM_CUDA_MIN_SM
+#define VIM_CUDA_MIN_SM 90
+#endif
+
+/* ---- errors ------------------------------------------------------------- */
+
+static const char *
+cuda_reason (cudaError_t e)
+{
+  switch (e) {
+    case cudaErrorNoDevice:
+      return "no CUDA-capable GPU is present";
+    case cudaErrorInsufficientDriver:
+      return "the NVIDIA driver is too old for this build's CUDA runtime";
+    case cudaErrorMemoryAllocation:
+      return "out of device memory";
+    case cudaErrorNoKernelImageForDevice:
+      return "this build has no kernels for this GPU's architecture";
+    default:
+      return cudaGetErrorString (e);
+  }
+}
+
+static gboolean
+cuda_fail (GError **error, cudaError_t e, const char *what)
+{
+  g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "CUDA: %s: %s (%s)", what,
+      cuda_reason (e), cudaGetErrorName (e));
+  return FALSE;
+}
+
+#define CK(expr, what) \
+  do { \
+    cudaError_t e_ = (expr); \
+    if (e_ != cudaSuccess) \
+      return cuda_fail (error, e_, what); \
+  } while (0)
+
+static const char *
+cublas_reason (cublasStatus_t s)
+{
+  switch (s) {
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "cuBLAS not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "cuBLAS could not allocate (out of device memory)";
+    case CUBLAS_STATUS_INVALID_VALUE: return "invalid value";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "not supported on this GPU";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "kernel execution failed";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "internal error";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "not supported";
+    default: return "error";
+  }
+}
+
+#define CKB(expr, what) \
+  do { \
+    cublasStatus_t s_ = (expr); \
+    if (s_ != CUBLAS_STATUS_SUCCESS) { \
+      g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "cuBLAS: %s: %s (status %d)", \
+          what, cublas_reason (s_), (int) s_); \
+      return FALSE; \
+    } \
+  } while (0)
+
+/* ---- driver entry points (no link against libcuda) ----------------------- */
+
+typedef CUresult (*FnInit) (unsigned int);
+typedef CUresult (*FnCtxGetCurrent) (CUcontext *);
+typedef CUresult (*FnCtxPushCurrent) (CUcontext);
+typedef CUresult (*FnCtxPopCurrent) (CUcontext *);
+typedef CUresult (*FnCtxGetDevice) (CUdevice *);
+typedef CUresult (*FnDeviceGet) (CUdevice *, int);
+typedef CUresult (*FnPrimaryRetain) (CUcontext *, CUdevice);
+typedef CUresult (*FnPrimaryRelease) (CUdevice);
+
+static struct {
+  gsize once;
+  gboolean ok;
+  FnInit init;
+  FnCtxGetCurrent get_current;
+  FnCtxPushCurrent push;
+  FnCtxPopCurrent pop;
+  FnCtxGetDevice get_device;
+  FnDeviceGet device_get;
+  FnPrimaryRetain retain;
+  FnPrimaryRelease release;
+} drv;
+
+static gboolean
+driver_load (GError **error)
+{
+  if (g_once_init_enter (&drv.once)) {
+    struct { const char *name; void **fn; } syms[] = {
+      { "cuInit", (void **) &drv.init },
+      { "cuCtxGetCurrent", (void **) &drv.get_current },
+      { "cuCtxPushCurrent", (void **) &drv.push },
+      { "cuCtxPopCurrent", (void **) &drv.pop },
+      { "cuCtxGetDevice", (void **) &drv.get_device },
+      { "cuDeviceGet", (void **) &drv.device_get },
+      { "cuDevicePrimaryCtxRetain", (void **) &drv.retain },
+      { "cuDevicePrimaryCtxRelease", (void **) &drv.release },
+    };
+    gboolean ok = TRUE;
+    for (guint i = 0; i < G_N_ELEMENTS (syms) && ok; i++) {
+      enum cudaDriverEntryPointQueryResult q;
+      cudaError_t e = cudaGetDriverEntryPointByVersion (syms[i].name, syms[i].fn,
+          12000, cudaEnableDefault, &q);
+      ok = e == cudaSuccess && q == cudaDriverEntryPointSuccess && *syms[i].fn != NULL;
+    }
+    if (ok)
+      ok = drv.init (0) == CUDA_SUCCESS;
+    drv.ok = ok;
+    g_once_init_leave (&drv.once, 1);
+  }
+  if (!drv.ok) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE,
+        "CUDA: the driver's context functions are not available (driver missing or too old)");
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* ---- device enumeration --------------------------------------------------- */
+
+gboolean
+vim_cuda_device_count (int *n, GError **error)
+{
+  int count = 0;
+  *n = 0;
+  cudaError_t e = cudaGetDeviceCount (&count);
+  if (e != cudaSuccess) {
+    int drv_ver = 0, rt_ver = 0;
+    cudaDriverGetVersion (&drv_ver);
+    cudaRuntimeGetVersion (&rt_ver);
+    if (e == cudaErrorInsufficientDriver && drv_ver == 0)
+      g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "CUDA: no NVIDIA driver is installed");
+    else if (e == cudaErrorInsufficientDriver)
+      g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE,
+          "CUDA: the NVIDIA driver is too old (it supports CUDA %d.%d, this build needs %d.%d)",
+          drv_ver / 1000, drv_ver % 1000 / 10, rt_ver / 1000, rt_ver % 1000 / 10);
+    else
+      cuda_fail (error, e, "counting devices");
+    return FALSE;
+  }
+  int usable = 0, newest = 0;
+  for (int i = 0; i < count; i++) {
+    int major = 0, minor = 0;
+    if (cudaDeviceGetAttribute (&major, cudaDevAttrComputeCapabilityMajor, i) != cudaSuccess
+        || cudaDeviceGetAttribute (&minor, cudaDevAttrComputeCapabilityMinor, i) != cudaSuccess)
+      continue;
+    newest = MAX (newest, major * 10 + minor);
+    if (major * 10 + minor >= VIM_CUDA_MIN_SM)
+      usable++;
+  }
+  if (count == 0) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "CUDA: no CUDA-capable GPU is present");
+    return FALSE;
+  }
+  if (usable == 0) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_UNSUPPORTED,
+        "CUDA: the GPUs here (newest sm_%d) are older than this build's kernels "
+        "(sm_%d; rebuild with -Dgpu_arch=...)", newest, VIM_CUDA_MIN_SM);
+    return FALSE;
+  }
+  *n = count;
+  return TRUE;
+}
+
+/* ---- host conversions ------------------------------------------------------ */
+
+static guint16
+f32_to_f16 (float f)
+{
+  guint32 x;
+  memcpy (&x, &f, 4);
+  guint32 sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;
+  if (a >= 0x7f800000u)
+    return sign | (a > 0x7f800000u ? 0x7e00u : 0x7c00u);
+  if (a >= 0x477ff000u)
+    return sign | 0x7c00u;
+  if (a < 0x38800000u) {
+    if (a < 0x33000001u)
+      return sign;
+    guint32 m = (a & 0x7fffffu) | 0x800000u;
+    int shift = 126 - (int) (a >> 23);
+    guint32 r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (r & 1)))
+      r++;
+    return sign | r;
+  }
+  guint32 r = (a >> 13) - (112u << 10), rem = a & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (r & 1)))
+    r++;
+  return sign | r;
+}
+
+static guint16
+f32_to_bf16 (float f)
+{
+  guint32 x;
+  memcpy (&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u)
+    return (x >> 16) | 0x40u;
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return x >> 16;
+}
+
+static void
+store_t (VimkDType dt, void *dst, size_t i, float v)
+{
+  switch (dt) {
+    case VIMK_F32: ((float *) dst)[i] = v; break;
+    case VIMK_F16: ((guint16 *) dst)[i] = f32_to_f16 (v); break;
+    case VIMK_BF16: ((guint16 *) dst)[i] = f32_to_bf16 (v); break;
+  }
+}
+
+static cudaDataType
+cuda_type (VimkDType dt)
+{
+  return dt == VIMK_F32 ? CUDA_R_32F : dt == VIMK_F16 ? CUDA_R_16F : CUDA_R_16BF;
+}
+
+/* ---- device weights (shared) ----------------------------------------------- */
+
+typedef struct {
+  float *norm_w;      /* D */
+  void *in_w;         /* (2E, D) T */
+  float *conv_w;      /* [2][E][K] */
+  float *conv_b;      /* [2][E] */
+  void *x_w;          /* [2][ldd][E] T: rows dt (R), zero pad, B (N), C (N), zero pad */
+  float *dt_w;        /* [2][E][r_pad] */
+  float *dt_b;        /* [2][E] */
+  float *A2;          /* [2][E][N]: -exp(A_log) * log2(e) */
+  float *Dv;          /* [2][E] */
+  void *out_w;        /* (D, 2E) T: [W_out / 2 | W_out / 2] */
+} CudaLayer;
+
+typedef struct {
+  int refcount;
+  CUcontext ctx;
+  VimPrecision precision;
+  VimkDType dt;
+  void *blob;
+  size_t bytes;
+  int r_pad, b_off, ldd, kp, ldp;  /* padded dt rank, B offset, x_proj rows, patch K, patch pitch */
+  float *pos, *cls, *patch_b, *norm_f, *head_b;
+  void *patch_w;      /* (D, kp) T */
+  void *head_w;       /* (C, D) T */
+  CudaLayer *layers;
+} CudaWeights;
+
+static size_t
+align256 (size_t x)
+{
+  return (x + 255) & ~(size_t) 255;
+}
+
+/* Lays the weights out in one host buffer (converted), uploads it once. */
+static CudaWeights *
+weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, VimkDType dt,
+    GError **error)
+{
+  const VimModelConfig *c = &model->config;
+  const VimWeights *w = &model->w;
+  const int D = c->embed_dim, E = c->d_inner, N = c->d_state, K = c->d_conv;
+  const int R = c->dt_rank, P = c->patch_size, C = c->num_classes, L = c->seq_len;
+  const size_t ts = vimk_dtype_size (dt);
+  CudaWeights *cw = g_new0 (CudaWeights, 1);
+  cw->refcount = 1;
+  cw->ctx = ctx;
+  cw->precision = prec;
+  cw->dt = dt;
+  cw->r_pad = (R + 3) & ~3;
+  cw->b_off = cw->r_pad;
+  cw->ldd = (cw->b_off + 2 * N + 3) & ~3;
+  cw->kp = 3 * P * P;
+  cw->ldp = (cw->kp + 7) & ~7;
+  cw->layers = g_new0 (CudaLayer, c->depth);
+
+  /* offsets first */
+  size_t off = 0;
+#define SLOT(field, nbytes) do { field = (void *) (uintptr_t) off; off += align256 (nbytes); } while (0)
+  SLOT (cw->pos, (size_t) L * D * 4);
+  SLOT (cw->cls, (size_t) D * 4);
+  SLOT (cw->patch_b, (size_t) D * 4);
+  SLOT (cw->patch_w, (size_t) D * cw->kp * ts);
+  SLOT (cw->norm_f, (size_t) D * 4);
+  SLOT (cw->head_w, (size_t) C * D * ts);
+  SLOT (cw->head_b, (size_t) C * 4);
+  for (int l = 0; l < c->depth; l++) {
+    CudaLayer *ly = &cw->layers[l];
+    SLOT (ly->norm_w, (size_t) D * 4);
+    SLOT (ly->in_w, (size_t) 2 * E * D * ts);
+    SLOT (ly->conv_w, (size_t) 2 * E * K * 4);
+    SLOT (ly->conv_b, (size_t) 2 * E * 4);
+    SLOT (ly->x_w, (size_t) 2 * cw->ldd * E * ts);
+    SLOT (ly->dt_w, (size_t) 2 * E * cw->r_pad * 4);
+    SLOT (ly->dt_b, (size_t) 2 * E * 4);
+    SLOT (ly->A2, (size_t) 2 * E * N * 4);
+    SLOT (ly->Dv, (size_t) 2 * E * 4);
+    SLOT (ly->out_w, (size_t) D * 2 * E * ts);
+  }
+#undef SLOT
+  cw->bytes = off;
+  guint8 *host = g_try_malloc0 (off);
+  if (host == NULL) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE,
+        "CUDA: cannot allocate %zu bytes of host memory to stage the weights", off);
+    g_free (cw->layers);
+    g_free (cw);
+    return NULL;
+  }
+#define H(ptr) (host + (uintptr_t) (ptr))
+#define HF(ptr) ((float *) H (ptr))
+  memcpy (HF (cw->pos), w->pos_embed, (size_t) L * D * 4);
+  if (w->cls_token)
+    memcpy (HF (cw->cls), w->cls_token, (size_t) D * 4);
+  memcpy (HF (cw->patch_b), w->patch_b, (size_t) D * 4);
+  for (size_t i = 0; i < (size_t) D * cw->kp; i++)
+    store_t (dt, H (cw->patch_w), i, w->patch_w[i]);
+  memcpy (HF (cw->norm_f), w->norm_f_w, (size_t) D * 4);
+  if (w->head_w) {
+    for (size_t i = 0; i < (size_t) C * D; i++)
+      store_t (dt, H (cw->head_w), i, w->head_w[i]);
+    memcpy (HF (cw->head_b), w->head_b, (size_t) C * 4);
+  }
+  for (int l = 0; l < c->depth; l++) {
+    const VimLayerWeights *lw = &w->layers[l];
+    CudaLayer *ly = &cw->layers[l];
+    memcpy (HF (ly->norm_w), lw->norm_w, (size_t) D * 4);
+    for (size_t i = 0; i < (size_t) 2 * E * D; i++)
+      store_t (dt, H (ly->in_w), i, lw->in_proj_w[i]);
+    for (int d = 0; d < 2; d++) {
+      const VimDirectionWeights *dw = &lw->dir[d];
+      memcpy (HF (ly->conv_w) + (size_t) d * E * K, dw->conv_w, (size_t) E * K * 4);
+      memcpy (HF (ly->conv_b) + (size_t) d * E, dw->conv_b, (size_t) E * 4);
+      for (int row = 0; row < R + 2 * N; row++) {
+        int dst_row = row < R ? row : cw->b_off + (row - R);
+        for (int e = 0; e < E; e++)
+          store_t (dt, H (ly->x_w), ((size_t) d * cw->ldd + dst_row) * E + e,
+              dw->x_proj_w[(size_t) row * E + e]);
+      }
+      for (int e = 0; e < E; e++) {
+        for (int r = 0; r < R; r++)
+          HF (ly->dt_w)[((size_t) d * E + e) * cw->r_pad + r] = dw->dt_proj_w[(size_t) e * R + r];
+        HF (ly->dt_b)[(size_t) d * E + e] = dw->dt_proj_b[e];
+        HF (ly->Dv)[(size_t) d * E + e] = dw->D[e];
+        for (int n = 0; n < N; n++)
+          HF (ly->A2)[((size_t) d * E + e) * N + n] =
+              (float) (-exp ((double) dw->A_log[(size_t) e * N + n]) * 1.4426950408889634074);
+      }
+    }
+    for (int d = 0; d < D; d++)
+      for (int e = 0; e < E; e++) {
+        float v = 0.5f * lw->out_proj_w[(size_t) d * E + e];
+        store_t (dt, H (ly->out_w), (size_t) d * 2 * E + e, v);
+        store_t (dt, H (ly->out_w), (size_t) d * 2 * E + E + e, v);
+      }
+  }
+#undef H
+#undef HF
+  cudaError_t e = cudaMalloc (&cw->blob, off);
+  if (e == cudaSuccess)
+    e = cudaMemcpy (cw->blob, host, off, cudaMemcpyHostToDevice);
+  g_free (host);
+  if (e != cudaSuccess) {
+    if (cw->blob)
+      cudaFree (cw->blob);
+    g_free (cw->layers);
+    g_free (cw);
+    char *what = g_strdup_printf ("uploading %.1f MiB of weights", off / 1048576.0);
+    cuda_fail (error, e, what);
+    g_free (what);
+    return NULL;
+  }
+  /* relocate */
+  guint8 *base = cw->blob;
+#define RELOC(p) (p) = (void *) (base + (uintptr_t) (p))
+  RELOC (cw->pos); RELOC (cw->cls); RELOC (cw->patch_b); RELOC (cw->patch_w);
+  RELOC (cw->norm_f); RELOC (cw->head_w); RELOC (cw->head_b);
+  for (int l = 0; l < c->depth; l++) {
+    CudaLayer *ly = &cw->layers[l];
+    RELOC (ly->norm_w); RELOC (ly->in_w); RELOC (ly->conv_w); RELOC (ly->conv_b);
+    RELOC (ly->x_w); RELOC (ly->dt_w); RELOC (ly->dt_b); RELOC (ly->A2);
+    RELOC (ly->Dv); RELOC (ly->out_w);
+  }
+#undef RELOC
+  return cw;
+}
+
+/* ---- the runner ------------------------------------------------------------ */
+
+typedef struct {
+  int n;
+  gboolean warm;              /* ran once eagerly (cuBLAS set up its kernels) */
+  cudaGraphExec_t exec;
+} GraphEntry;
+
+typedef struct {
+  CudaWeights *w;
+  CUcontext ctx;
+  int device;
+  gboolean retained_primary;
+  char device_name[256];
+  int sm_count;
+  cudaStream_t stream;
+  cublasHandle_t blas;
+  VimkDType dt;
+  size_t ts;
+
+  /* tuning */
+  int pass_images;            /* most images per pass */
+  int scan_lanes, scan_poly;  /* 0 / -1 = kernel's choice */
+  gboolean use_graphs;
+
+  /* device memory owned by the runner */
+  void *blas_ws;
+  size_t blas_ws_bytes;
+  void *ws;                   /* workspace for one pass */
+  size_t ws_bytes;
+  int ws_images;
+  float *residual;
+  void *xz, *xcy, *feat;
+  float *dbl;
+  void *input;                /* n x 3 x H x W, T */
+  int input_cap;
+  float *logits;              /* n x C */
+  int logits_cap;
+  VimkFrameDesc *desc_dev;
+  int desc_cap;
+  void *frames_dev;           /* host frames uploaded compactly */
+  size_t frames_dev_cap;
+  size_t dev_bytes, dev_peak;
+
+  /* pinned host memory */
+  void *h_logits;
+  size_t h_logits_cap;
+  void *h_stage;              /* host frames, input chunks (mapped) */
+  size_t h_stage_cap;
+  void *h_pre;                /* preprocess output (mapped) */
+  size_t h_pre_cap;
+  VimkFrameDesc *h_desc;
+  int h_desc_cap;
+
+  GArray *graphs;             /* GraphEntry */
+} CudaRunner;
+
+/* Makes the runner's context current for the duration of a call. */
+typedef struct {
+  gboolean pushed;
+  CUcontext caller;
+} CtxGuard;
+
+static gboolean
+ctx_enter (CudaRunner *cr, CtxGuard *g, GError **error)
+{
+  g->pushed = FALSE;
+  g->caller = NULL;
+  if (drv.get_current (&g->caller) != CUDA_SUCCESS)
+    g->caller = NULL;
+  if (g->caller != cr->ctx) {
+    if (drv.push (cr->ctx) != CUDA_SUCCESS) {
+      g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE,
+          "CUDA: cannot make the runner's context current");
+      return FALSE;
+    }
+    g->pushed = TRUE;
+  }
+  return TRUE;
+}
+
+static void
+ctx_leave (CtxGuard *g)
+{
+  if (g->pushed) {
+    CUcontext dummy;
+    drv.pop (&dummy);
+  }
+}
+
+static void
+graphs_clear (CudaRunner *cr)
+{
+  for (guint i = 0; i < cr->graphs->len; i++) {
+    GraphEntry *ge = &g_array_index (cr->graphs, GraphEntry, i);
+    if (ge->exec)
+      cudaGraphExecDestroy (ge->exec);
+  }
+  g_array_set_size (cr->graphs, 0);
+}
+
+static void
+dev_free (CudaRunner *cr, void **p, size_t bytes)
+{
+  if (*p) {
+    cudaFree (*p);
+    cr->dev_bytes -= bytes;
+  }
+  *p = NULL;
+}
+
+static gboolean
+dev_alloc (CudaRunner *cr, void **p, size_t bytes, const char *what, GError **error)
+{
+  *p = NULL;
+  cudaError_t e = cudaMalloc (p, bytes);
+  if (e != cudaSuccess) {
+    *p = NULL;
+    cudaGetLastError ();
+    char *msg = g_strdup_printf ("allocating %.1f MiB for %s", bytes / 1048576.0, what);
+    cuda_fail (error, e, msg);
+    g_free (msg);
+    return FALSE;
+  }
+  cr->dev_bytes += bytes;
+  cr->dev_peak = MAX (cr->dev_peak, cr->dev_bytes + 0);
+  return TRUE;
+}
+
+static gboolean
+host_reserve (void **p, size_t *cap, size_t bytes, GError **error)
+{
+  if (*cap >= bytes)
+    return TRUE;
+  if (*p)
+    cudaFreeHost (*p);
+  *p = NULL;
+  *cap = 0;
+  size_t want = MAX (bytes, (size_t) 1 << 20);
+  cudaError_t e = cudaHostAlloc (p, want, cudaHostAllocMapped | cudaHostAllocPortable);
+  if (e != cudaSuccess) {
+    *p = NULL;
+    cudaGetLastError ();
+    return cuda_fail (error, e, "allocating pinned host memory");
+  }
+  *cap = want;
+  return TRUE;
+}
+
+/* Per-token workspace bytes of one pass. */
+static size_t
+ws_bytes_for (const CudaRunner *cr, const VimModelConfig *c, int images)
+{
+  const size_t rows = (size_t) images * c->seq_len;
+  const int E = c->d_inner, D = c->embed_dim;
+  size_t xcy_w = MAX ((size_t) 2 * E, (size_t) cr->w->ldp);
+  xcy_w = MAX (xcy_w, (size_t) D);
+  return align256 (rows * D * 4)                      /* residual */
+      + align256 (rows * 2 * E * cr->ts)               /* xz */
+      + align256 (rows * xcy_w * cr->ts)               /* xcy / normed / patches */
+      + align256 ((size_t) 2 * rows * cr->w->ldd * 4)  /* dbl */
+      + align256 ((size_t) images * D * cr->ts);       /* feat */
+}
+
+static gboolean
+ensure_workspace (CudaRunner *cr, const VimModelConfig *c, int images, GError **error)
+{
+  if (cr->ws_images >= images)
+    return TRUE;
+  graphs_clear (cr);
+  dev_free (cr, &cr->ws, cr->ws_bytes);
+  cr->ws_bytes = 0;
+  cr->ws_images = 0;
+  size_t bytes = ws_bytes_for (cr, c, images);
+  if (!dev_alloc (cr, &cr->ws, bytes, "the layer workspace", error))
+    return FALSE;
+  cr->ws_bytes = bytes;
+  cr->ws_images = images;
+  const size_t rows = (size_t) images * c->seq_len;
+  const int E = c->d_inner, D = c->embed_dim;
+  size_t xcy_w = MAX (MAX ((size_t) 2 * E, (size_t) cr->w->ldp), (size_t) D);
+  guint8 *p = cr->ws;
+  cr->residual = (float *) p; p += align256 (rows * D * 4);
+  cr->xz = p; p += align256 (rows * 2 * E * cr->ts);
+  cr->xcy = p; p += align256 (rows * xcy_w * cr->ts);
+  cr->dbl = (float *) p; p += align256 ((size_t) 2 * rows * cr->w->ldd * 4);
+  cr->feat = p;
+  return TRUE;
+}
+
+static int
+grow (int have, int need)
+{
+  int n = MAX (have, 1);
+  while (n < need)
+    n = n > (1 << 29) ? need : n * 2;
+  return n;
+}
+
+static gboolean
+ensure_batch (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
+{
+  int per_pass = MIN (n, cr->pass_images);
+  int passes = (n + per_pass - 1) / per_pass;
+  int images = (n + passes - 1) / passes;
+  if (!ensure_workspace (cr, c, images, error))
+    return FALSE;
+  if (cr->input_cap < n) {
+    graphs_clear (cr);
+    size_t img = (size_t) 3 * c->image_height * c->image_width * cr->ts;
+    dev_free (cr, &cr->input, (size_t) cr->input_cap * img);
+    cr->input_cap = 0;
+    int cap = grow (0, n);
+    if (!dev_alloc (cr, &cr->input, cap * img, "the input batch", error)) {
+      cap = n;
+      g_clear_error (error);
+      if (!dev_alloc (cr, &cr->input, cap * img, "the input batch", error))
+        return FALSE;
+    }
+    cr->input_cap = cap;
+  }
+  if (cr->logits_cap < n) {
+    graphs_clear (cr);
+    dev_free (cr, (void **) &cr->logits, (size_t) cr->logits_cap * c->num_classes * 4);
+    cr->logits_cap = 0;
+    int cap = grow (0, n);
+    if (!dev_alloc (cr, (void **) &cr->logits, (size_t) cap * c->num_classes * 4,
+            "the logits", error))
+      return FALSE;
+    cr->logits_cap = cap;
+  }
+  return TRUE;
+}
+
+/* ---- GEMM helpers ------------------------------------------------------------ */
+
+/* Row-major view: C[n][m] (pitch ldc) = A[m][k] (weights, pitch lda) x B[n][k]^T
+ * (activations, pitch ldb) + beta C. */
+static gboolean
+gemm (CudaRunner *cr, int m, int n, int k, const void *A, int lda, const void *B,
+    int ldb, void *C, cudaDataType ctype, int ldc, float beta, const char *what,
+    GError **error)
+{
+  const float alpha = 1.f;
+  const cudaDataType t = cuda_type (cr->dt);
+  CKB (cublasGemmEx (cr->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, A, t, lda,
+          B, t, ldb, &beta, C, ctype, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT), what);
+  return TRUE;
+}
+
+#define CKK(expr, what) CK (expr, what)
+
+/* One pass: images [i0, i0 + m) of the input buffer -> logits rows. */
+static gboolean
+enqueue_pass (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **error)
+{
+  const CudaWeights *w = cr->w;
+  const int D = c->embed_dim, E = c->d_inner, L = c->seq_len, N = c->d_state;
+  const int rows = m * L;
+  const VimkDType dt = cr->dt;
+  const size_t ts = cr->ts;
+  cudaStream_t s = cr->stream;
+  const float eps = c->norm_eps;
+
+  VimkEmbedArgs ea = {
+    .nseq = m, .H = c->image_height, .W = c->image_width, .P = c->patch_size,
+    .stride = c->stride, .gh = c->grid_h, .gw = c->grid_w, .L = L, .D = D,
+    .cls_index = c->cls_index,
+    .input = (const guint8 *) cr->input + (size_t) i0 * 3 * c->image_height * c->image_width * ts,
+    .patches = cr->xcy, .ldp = w->ldp, .residual = cr->residual,
+    .pos = w->pos, .cls = w->cls, .patch_b = w->patch_b,
+  };
+  CKK (vimk_embed_prepare (dt, &ea, s), "patch gather");
+  if (!gemm (cr, D, rows, w->kp, w->patch_w, w->kp, cr->xcy, w->ldp, cr->residual,
+          CUDA_R_32F, D, 1.f, "patch embedding", error))
+    return FALSE;
+
+  const gboolean cls_only = c->cls_index >= 0;
+  for (int l = 0; l < c->depth; l++) {
+    const CudaLayer *ly = &w->layers[l];
+    const gboolean last = l == c->depth - 1;
+    CKK (vimk_rmsnorm (dt, cr->residual, D, ly->norm_w, cr->xcy, D, rows, D, eps, s),
+        "rmsnorm");
+    if (!gemm (cr, 2 * E, rows, D, ly->in_w, D, cr->xcy, D, cr->xz, cuda_type (dt),
+            2 * E, 0.f, "in_proj", error))
+      return FALSE;
+    CKK (vimk_conv_gate (dt, cr->xz, cr->xcy, ly->conv_w, ly->conv_b, m, L, E,
+            c->d_conv, s), "conv1d");
+    {
+      const float alpha = 1.f, beta = 0.f;
+      const cudaDataType t = cuda_type (dt);
+      CKB (cublasGemmStridedBatchedEx (cr->blas, CUBLAS_OP_T, CUBLAS_OP_N,
+              w->ldd, rows, E, &alpha,
+              ly->x_w, t, E, (long long) w->ldd * E,
+              cr->xcy, t, 2 * E, (long long) E,
+              &beta, cr->dbl, CUDA_R_32F, w->ldd, (long long) rows * w->ldd,
+              2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT), "x_proj");
+    }
+    VimkScanArgs sa = {
+      .nseq = m, .L = L, .E = E, .N = N, .R = c->dt_rank, .r_pad = w->r_pad,
+      .dbl = cr->dbl, .ldd = w->ldd, .b_off = w->b_off,
+      .gate = (const guint8 *) cr->xz + (size_t) E * ts, .ld_gate = 2 * E,
+      .xy = cr->xcy, .ld_xy = 2 * E,
+      .A2 = ly->A2, .Wdt = ly->dt_w, .bdt = ly->dt_b, .Dv = ly->Dv,
+      .lanes = cr->scan_lanes, .poly_exps = cr->scan_poly,
+    };
+    CKK (vimk_scan (dt, &sa, s), "selective scan");
+    if (last && cls_only) {
+      /* only the class-token rows feed the head */
+      if (!gemm (cr, D, m, 2 * E, ly->out_w, 2 * E,
+              (const guint8 *) cr->xcy + (size_t) c->cls_index * 2 * E * ts, L * 2 * E,
+              cr->residual + (size_t) c->cls_index * D, CUDA_R_32F, L * D, 1.f,
+              "out_proj (class token)", error))
+        return FALSE;
+    } else if (!gemm (cr, D, rows, 2 * E, ly->out_w, 2 * E, cr->xcy, 2 * E,
+            cr->residual, CUDA_R_32F, D, 1.f, "out_proj", error))
+      return FALSE;
+  }
+  float *logits = cr->logits + (size_t) i0 * c->num_classes;
+  CKK (vimk_final_prepare (dt, cr->residual, m, L, D, c->cls_index, w->norm_f, eps,
+          cr->feat, logits, w->head_b, c->num_classes, s), "final norm");
+  if (!gemm (cr, c->num_classes, m, D, w->head_w, D, cr->feat, D, logits, CUDA_R_32F,
+          c->num_classes, 1.f, "head", error))
+    return FALSE;
+  return TRUE;
+}
+
+static void
+plan_passes (const CudaRunner *cr, int n, int *passes, int *images)
+{
+  int per_pass = MIN (n, cr->pass_images);
+  *passes = (n + per_pass - 1) / per_pass;
+  *images = (n + *passes - 1) / *passes;
+}
+
+static gboolean
+enqueue_forward (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
+{
+  int passes, images;
+  plan_passes (cr, n, &passes, &images);
+  for (int i0 = 0; i0 < n; i0 += images)
+    if (!enqueue_pass (cr, c, i0, MIN (images, n - i0), error))
+      return FALSE;
+  return TRUE;
+}
+
+/* Runs the network over input[0..n) into logits[0..n) on the stream: as a
+ * replayed graph when one exists for n, else eagerly (first call) or by
+ * capturing one (second call). Does not synchronize. */
+static gboolean
+run_forward (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
+{
+  GraphEntry *ge = NULL;
+  for (guint i = 0; i < cr->graphs->len; i++)
+    if (g_array_index (cr->graphs, GraphEntry, i).n == n)
+      ge = &g_array_index (cr->graphs, GraphEntry, i);
+  if (ge && ge->exec) {
+    CK (cudaGraphLaunch (ge->exec, cr->stream), "launching the forward graph");
+    return TRUE;
+  }
+  if (!cr->use_graphs || ge == NULL) {
+    if (!enqueue_forward (cr, c, n, error))
+      return FALSE;
+    if (cr->use_graphs) {
+      if (cr->graphs->len >= 16)
+        graphs_clear (cr);
+      GraphEntry ne = { .n = n, .warm = TRUE, .exec = NULL };
+      g_array_append_val (cr->graphs, ne);
+    }
+    return TRUE;
+  }
+  /* warm: capture */
+  cudaGraph_t graph = NULL;
+  CK (cudaStreamBeginCapture (cr->stream, cudaStreamCaptureModeThreadLocal),
+      "starting graph capture");
+  GError *cap_err = NULL;
+  gboolean ok = enqueue_forward (cr, c, n, &cap_err);
+  cudaError_t e = cudaStreamEndCapture (cr->stream, &graph);
+  if (ok && e == cudaSuccess)
+    e = cudaGraphInstantiate (&ge->exec, graph, 0);
+  if (graph)
+    cudaGraphDestroy (graph);
+  if (!ok || e != cudaSuccess) {
+    /* capture failed: run eagerly from now on */
+    g_clear_error (&cap_err);
+    cudaGetLastError ();
+    ge->exec = NULL;
+    cr->use_graphs = FALSE;
+    g_debug ("CUDA graph capture failed (%s); running without graphs",
+        cudaGetErrorString (e));
+    return enqueue_forward (cr, c, n, error);
+  }
+  CK (cudaGraphLaunch (ge->exec, cr->stream), "launching the forward graph");
+  return TRUE;
+}
+
+static gboolean
+sync_stream (CudaRunner *cr, GError **error)
+{
+  cudaError_t e = cudaStreamSynchronize (cr->stream);
+  if (e != cudaSuccess)
+    return cuda_fail (error, e, "running the network");
+  return TRUE;
+}
+
+/* Copies the n x C logits to the caller. */
+static gboolean
+fetch_logits (CudaRunner *cr, const VimModelConfig *c, int n, float *logits, GError **error)
+{
+  size_t bytes = (size_t) n * c->num_classes * 4;
+  if (!host_reserve (&cr->h_logits, &cr->h_logits_cap, bytes, error))
+    return FALSE;
+  CK (cudaMemcpyAsync (cr->h_logits, cr->logits, bytes, cudaMemcpyDeviceToHost, cr->stream),
+      "copying the logits");
+  if (!sync_stream (cr, error))
+    return FALSE;
+  memcpy (logits, cr->h_logits, bytes);
+  return TRUE;
+}
+
+/* Host float input -> the device input buffer in the compute type. */
+static gboolean
+upload_input (CudaRunner *cr, const VimModelConfig *c, const float *input, int n,
+    GError **error)
+{
+  const size_t total = (size_t) n * 3 * c->image_height * c->image_width;
+  const size_t chunk = MIN (total, (size_t) 4 << 20);   /* floats */
+  if (!host_reserve (&cr->h_stage, &cr->h_stage_cap, chunk * 4, error))
+    return FALSE;
+  float *stage_dev = NULL;
+  CK (cudaHostGetDevicePointer ((void **) &stage_dev, cr->h_stage, 0), "mapping pinned memory");
+  for (size_t off = 0; off < total; off += chunk) {
+    size_t cnt = MIN (chunk, total - off);
+    if (off > 0 && !sync_stream (cr, error))
+      return FALSE;
+    memcpy (cr->h_stage, input + off, cnt * 4);
+    CK (vimk_convert_from_f32 (cr->dt, (guint8 *) cr->input + off * cr->ts, stage_dev, cnt,
+            cr->stream), "uploading the input");
+  }
+  return TRUE;
+}
+
+/* ---- frames -------------------------------------------------------------------- */
+
+static size_t
+plane_rows (const VimFrame *f, int p)
+{
+  if (p == 0)
+    return f->height;
+  return (f->height + 1) / 2;
+}
+
+static size_t
+plane_row_bytes (const VimFrame *f, int p)
+{
+  switch (f->format) {
+    case VIM_PIXEL_RGB: case VIM_PIXEL_BGR: return (size_t) f->width * 3;
+    case VIM_PIXEL_RGBA: case VIM_PIXEL_RGBX: case VIM_PIXEL_BGRA: case VIM_PIXEL_BGRX:
+      return (size_t) f->width * 4;
+    case VIM_PIXEL_GRAY8: return f->width;
+    case VIM_PIXEL_NV12: return p == 0 ? (size_t) f->width : (size_t) ((f->width + 1) / 2) * 2;
+    case VIM_PIXEL_I420: return p == 0 ? (size_t) f->width : (size_t) (f->width + 1) / 2;
+  }
+  return 0;
+}
+
+/* Frames -> out (n x 3 x H x W in out_dt) on the stream. Host frames go up
+ * compacted through pinned memory in one copy; device frames of the
+ * runner's context are read in place, those of another context are copied
+ * over first. */
+static gboolean
+enqueue_preprocess (CudaRunner *cr, const VimModelConfig *c, const VimFrame *frames,
+    int n, CUcontext caller, VimkDType out_dt, void *out, GError **error)
+{
+  /* pass 1: validate, and lay out the planes that must be copied */
+  size_t total = 0, host_end = 0;
+  for (int i = 0; i < n; i++) {
+    const VimFrame *f = &frames[i];
+    if (!vim_frame_validate (f, error))
+      return FALSE;
+    if (f->memory != VIM_MEMORY_HOST && f->memory != VIM_MEMORY_CUDA) {
+      g_set_error (error, VIM_ERROR, VIM_ERROR_INVALID_ARGUMENT,
+          "frame %d: unknown memory type %d", i, (int) f->memory);
+      return FALSE;
+    }
+    if (f->memory == VIM_MEMORY_HOST || caller != cr->ctx) {
+      int np = vim_pixel_format_n_planes (f->format);
+      for (int p = 0; p < np; p++)
+        total += (plane_rows (f, p) * plane_row_bytes (f, p) + 255) & ~(size_t) 255;
+      if (f->memory == VIM_MEMORY_HOST)
+        host_end = total;
+    }
+  }
+  if (total > cr->frames_dev_cap) {
+    size_t want = MAX (total, cr->frames_dev_cap * 3 / 2);
+    dev_free (cr, &cr->frames_dev, cr->frames_dev_cap);
+    cr->frames_dev_cap = 0;
+    if (!dev_alloc (cr, &cr->frames_dev, want, "frame staging", error))
+      return FALSE;
+    cr->frames_dev_cap = want;
+  }
+  if (host_end > 0 && !host_reserve (&cr->h_stage, &cr->h_stage_cap, host_end, error))
+    return FALSE;
+  if (cr->h_desc_cap < n) {
+    if (cr->h_desc)
+      cudaFreeHost (cr->h_desc);
+    cr->h_desc = NULL;
+    cr->h_desc_cap = 0;
+    CK (cudaHostAlloc ((void **) &cr->h_desc, (size_t) n * sizeof (VimkFrameDesc),
+            cudaHostAllocPortable), "allocating pinned host memory");
+    cr->h_desc_cap = n;
+  }
+  if (cr->desc_cap < n) {
+    dev_free (cr, (void **) &cr->desc_dev, (size_t) cr->desc_cap * sizeof (VimkFrameDesc));
+    cr->desc_cap = 0;
+    if (!dev_alloc (cr, (void **) &cr->desc_dev, (size_t) n * sizeof (VimkFrameDesc),
+            "frame descriptors", error))
+      return FALSE;
+    cr->desc_cap = n;
+  }
+  /* pass 2: descriptors, host planes packed into pinned memory */
+  size_t off = 0;
+  for (int i = 0; i < n; i++) {
+    const VimFrame *f = &frames[i];
+    VimkFrameDesc *d = &cr->h_desc[i];
+    memset (d, 0, sizeof *d);
+    d->format = f->format;
+    d->width = f->width;
+    d->height = f->height;
+    VimResizeMap map;
+    vim_resize_map_compute (c, f->width, f->height, &map);
+    d->scale_x = map.scale_x; d->scale_y = map.scale_y;
+    d->offset_x = map.offset_x; d->offset_y = map.offset_y;
+    d->pad_x0 = map.pad_x0; d->pad_x1 = map.pad_x1;
+    d->pad_y0 = map.pad_y0; d->pad_y1 = map.pad_y1;
+    int np = vim_pixel_format_n_planes (f->format);
+    gboolean copy = f->memory == VIM_MEMORY_HOST || caller != cr->ctx;
+    for (int p = 0; p < np; p++) {
+      if (!copy) {
+        d->planes[p] = f->planes[p];
+        d->strides[p] = (int64_t) f->strides[p];
+        continue;
+      }
+      size_t rb = plane_row_bytes (f, p), nr = plane_rows (f, p);
+      if (f->memory == VIM_MEMORY_HOST) {
+        guint8 *dst = (guint8 *) cr->h_stage + off;
+        const guint8 *src = f->planes[p];
+        for (size_t r = 0; r < nr; r++)
+          memcpy (dst + r * rb, src + r * f->strides[p], rb);
+      }
+      d->planes[p] = (guint8 *) cr->frames_dev + off;
+      d->strides[p] = (int64_t) rb;
+      off += (nr * rb + 255) & ~(size_t) 255;
+    }
+  }
+  /* one upload for the host frames, then the frames of another context
+   * (their slots lie inside the uploaded range and are overwritten) */
+  if (host_end > 0)
+    CK (cudaMemcpyAsync (cr->frames_dev, cr->h_stage, host_end, cudaMemcpyHostToDevice,
+            cr->stream), "uploading frames");
+  for (int i = 0; i < n; i++) {
+    const VimFrame *f = &frames[i];
+    if (f->memory != VIM_MEMORY_CUDA || caller == cr->ctx)
+      continue;
+    int np = vim_pixel_format_n_planes (f->format);
+    for (int p = 0; p < np; p++)
+      CK (cudaMemcpy2DAsync ((void *) cr->h_desc[i].planes[p], plane_row_bytes (f, p),
+              f->planes[p], f->strides[p], plane_row_bytes (f, p), plane_rows (f, p),
+              cudaMemcpyDefault, cr->stream), "copying a frame from another CUDA context");
+  }
+  CK (cudaMemcpyAsync (cr->desc_dev, cr->h_desc, (size_t) n * sizeof (VimkFrameDesc),
+          cudaMemcpyHostToDevice, cr->stream), "uploading frame descriptors");
+  float scale[3], bias[3];
+  for (int ch = 0; ch < 3; ch++) {
+    scale[ch] = 1.f / (255.f * c->std[ch]);
+    bias[ch] = -c->mean[ch] / c->std[ch];
+  }
+  const size_t img = (size_t) 3 * c->image_height * c->image_width * vimk_dtype_size (out_dt);
+  for (int i0 = 0; i0 < n; i0 += 65535) {
+    int cnt = MIN (65535, n - i0);
+    CK (vimk_preprocess (cr->desc_dev + i0, cnt, c->image_height, c->image_width, scale,
+            bias, out_dt, (guint8 *) out + i0 * img, cr->stream), "preprocessing");
+  }
+  return TRUE;
+}
+
+/* ---- backend vtable ------------------------------------------------------------ */
+
+static gboolean
+cuda_preprocess (VimRunner *r, const VimFrame *frames, int n, float *out, GError **error)
+{
+  CudaRunner *cr = r->impl;
+  const VimModelConfig *c = &r->model->config;
+  CtxGuard g;
+  if (!ctx_enter (cr, &g, error))
+    return FALSE;
+  gboolean ok = FALSE;
+  size_t bytes = (size_t) n * 3 * c->image_height * c->image_width * 4;
+  void *out_dev = NULL;
+  if (!host_reserve (&cr->h_pre, &cr->h_pre_cap, bytes, error))
+    goto out;
+  if (cudaHostGetDevicePointer (&out_dev, cr->h_pre, 0) != cudaSuccess) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "CUDA: cannot map pinned memory");
+    goto out;
+  }
+  if (!enqueue_preprocess (cr, c, frames, n, g.caller, VIMK_F32, out_dev, error))
+    goto out;
+  if (!sync_stream (cr, error))
+    goto out;
+  memcpy (out, cr->h_pre, bytes);
+  ok = TRUE;
+out:
+  ctx_leave (&g);
+  return ok;
+}
+
+static gboolean
+cuda_forward (VimRunner *r, const float *input, int n, float *logits, GError **error)
+{
+  CudaRunner *cr = r->impl;
+  const VimModelConfig *c = &r->model->config;
+  CtxGuard g;
+  if (!ctx_enter (cr, &g, error))
+    return FALSE;
+  gboolean ok = ensure_batch (cr, c, n, error)
+      && upload_input (cr, c, input, n, error)
+      && run_forward (cr, c, n, error)
+      && fetch_logits (cr, c, n, logits, error);
+  ctx_leave (&g);
+  return ok;
+}
+
+static gboolean
+cuda_classify (VimRunner *r, const VimFrame *frames, int n, float *logits, GError **error)
+{
+  CudaRunner *cr = r->impl;
+  const VimModelConfig *c = &r->model->config;
+  CtxGuard g;
+  if (!ctx_enter (cr, &g, error))
+    return FALSE;
+  gboolean ok = ensure_batch (cr, c, n, error)
+      && enqueue_preprocess (cr, c, frames, n, g.caller, cr->dt, cr->input, error)
+      && run_forward (cr, c, n, error)
+      && fetch_logits (cr, c, n, logits, error);
+  ctx_leave (&g);
+  return ok;
+}
+
+static void
+weights_release (VimModel *model, CudaWeights *w)
+{
+  g_mutex_lock (&model->device_lock);
+  if (--w->refcount == 0) {
+    model->device_weights = g_slist_remove (model->device_weights, w);
+    cudaFree (w->blob);
+    g_free (w->layers);
+    g_free (w);
+  }
+  g_mutex_unlock (&model->device_lock);
+}
+
+static void
+runner_destroy (VimModel *model, CudaRunner *cr)
+{
+  if (cr->graphs) {
+    graphs_clear (cr);
+    g_array_free (cr->graphs, TRUE);
+  }
+  if (cr->ws) cudaFree (cr->ws);
+  if (cr->input) cudaFree (cr->input);
+  if (cr->logits) cudaFree (cr->logits);
+  if (cr->desc_dev) cudaFree (cr->desc_dev);
+  if (cr->frames_dev) cudaFree (cr->frames_dev);
+  if (cr->blas_ws) cudaFree (cr->blas_ws);
+  if (cr->h_logits) cudaFreeHost (cr->h_logits);
+  if (cr->h_stage) cudaFreeHost (cr->h_stage);
+  if (cr->h_pre) cudaFreeHost (cr->h_pre);
+  if (cr->h_desc) cudaFreeHost (cr->h_desc);
+  if (cr->blas) cublasDestroy (cr->blas);
+  if (cr->stream) cudaStreamDestroy (cr->stream);
+  if (cr->w)
+    weights_release (model, cr->w);
+}
+
+static void
+cuda_free (VimRunner *r)
+{
+  CudaRunner *cr = r->impl;
+  if (cr == NULL)
+    return;
+  CtxGuard g;
+  gboolean entered = ctx_enter (cr, &g, NULL);
+  if (entered) {
+    cudaStreamSynchronize (cr->stream);
+    runner_destroy (r->model, cr);
+    ctx_leave (&g);
+  }
+  if (cr->retained_primary) {
+    CUdevice dev;
+    if (drv.device_get (&dev, cr->device) == CUDA_SUCCESS)
+      drv.release (dev);
+  }
+  g_free (cr);
+  r->impl = NULL;
+}
+
+static const VimBackend cuda_backend = {
+  .preprocess = cuda_preprocess,
+  .forward = cuda_forward,
+  .classify = cuda_classify,
+  .free = cuda_free,
+};
+
+static int
+env_int (const char *name, int def)
+{
+  const char *v = g_getenv (name);
+  if (v == NULL || *v == '\0')
+    return def;
+  char *end = NULL;
+  long x = strtol (v, &end, 10);
+  return (end && *end == '\0') ? (int) x : def;
+}
+
+static gboolean
+runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
+{
+  const VimModelConfig *c = &r->model->config;
+  VimModel *model = r->model;
+
+  if (c->task != VIM_TASK_CLASSIFICATION) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_UNSUPPORTED,
+        "CUDA backend: only classification models are supported");
+    return FALSE;
+  }
+  if (!vimk_scan_supported (c->d_state, c->dt_rank)) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_UNSUPPORTED,
+        "CUDA backend: d_state %d with dt_rank %d is not supported (d_state 8 or 16, dt_rank <= 64)",
+        c->d_state, c->dt_rank);
+    return FALSE;
+  }
+  if (c->d_conv < 1 || c->d_conv > 8) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_UNSUPPORTED,
+        "CUDA backend: d_conv %d is not supported (1 .. 8)", c->d_conv);
+    return FALSE;
+  }
+
+  CK (cudaStreamCreateWithFlags (&cr->stream, cudaStreamNonBlocking), "creating a stream");
+  CKB (cublasCreate (&cr->blas), "creating a handle");
+  CKB (cublasSetStream (cr->blas, cr->stream), "setting the stream");
+  CKB (cublasSetMathMode (cr->blas, CUBLAS_DEFAULT_MATH), "setting the math mode");
+  cr->blas_ws_bytes = (size_t) 8 << 20;
+  if (!dev_alloc (cr, &cr->blas_ws, cr->blas_ws_bytes, "the cuBLAS workspace", error))
+    return FALSE;
+  CKB (cublasSetWorkspace (cr->blas, cr->blas_ws, cr->blas_ws_bytes), "setting the workspace");
+
+  /* weights: shared per (context, precision) */
+  g_mutex_lock (&model->device_lock);
+  for (GSList *l = model->device_weights; l; l = l->next) {
+    CudaWeights *w = l->data;
+    if (w->ctx == cr->ctx && w->precision == r->options.precision) {
+      w->refcount++;
+      cr->w = w;
+      break;
+    }
+  }
+  if (cr->w == NULL) {
+    cr->w = weights_upload (model, cr->ctx, r->options.precision, cr->dt, error);
+    if (cr->w)
+      model->device_weights = g_slist_prepend (model->device_weights, cr->w);
+  }
+  g_mutex_unlock (&model->device_lock);
+  if (cr->w == NULL)
+    return FALSE;
+
+  /* images per pass: about 24 MiB of layer activations (stays in L2) */
+  size_t per_image = ws_bytes_for (cr, c, 1);
+  long long tokens = env_int ("VIM_CUDA_PASS_TOKENS", 0);
+  long long budget = tokens > 0 ? tokens * (long long) per_image / c->seq_len
+      : (long long) 24 << 20;
+  long long imgs = budget / (long long) per_image;
+  cr->pass_images = (int) CLAMP (imgs, 1, 4096);
+  cr->scan_lanes = env_int ("VIM_CUDA_SCAN_LANES", 0);
+  cr->scan_poly = env_int ("VIM_CUDA_SCAN_POLY", -1);
+  cr->use_graphs = env_int ("VIM_CUDA_GRAPHS", 1) != 0;
+  cr->graphs = g_array_new (FALSE, TRUE, sizeof (GraphEntry));
+  return TRUE;
+}
+
+gboolean
+vim_runner_cuda_init (VimRunner *r, GError **error)
+{
+  int count = 0;
+  if (!vim_cuda_device_count (&count, error))
+    return FALSE;
+  if (!driver_load (error))
+    return FALSE;
+
+  CudaRunner *cr = g_new0 (CudaRunner, 1);
+  switch (r->options.precision) {
+    case VIM_PRECISION_FP32: cr->dt = VIMK_F32; break;
+    case VIM_PRECISION_FP16: cr->dt = VIMK_F16; break;
+    case VIM_PRECISION_BF16: cr->dt = VIMK_BF16; break;
+    default:
+      g_set_error (error, VIM_ERROR, VIM_ERROR_INVALID_ARGUMENT,
+          "unknown precision %d", (int) r->options.precision);
+      g_free (cr);
+      return FALSE;
+  }
+  cr->ts = vimk_dtype_size (cr->dt);
+
+  /* The device: the caller's current context when it is on the asked-for
+   * device (or none was asked for), else that device's primary context. */
+  CUcontext cur = NULL;
+  if (drv.get_current (&cur) != CUDA_SUCCESS)
+    cur = NULL;
+  int cur_dev = -1;
+  if (cur) {
+    CUdevice d;
+    if (drv.get_device (&d) == CUDA_SUCCESS)
+      cur_dev = (int) d;
+  }
+  int want = r->options.cuda_device;
+  if (want >= count) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_INVALID_ARGUMENT,
+        "CUDA device %d does not exist (%d device%s present)", want, count,
+        count == 1 ? "" : "s");
+    g_free (cr);
+    return FALSE;
+  }
+  if (want < 0)
+    want = cur ? cur_dev : 0;
+  cr->device = want;
+  if (cur && cur_dev == want) {
+    cr->ctx = cur;
+  } else {
+    CUdevice dev;
+    if (drv.device_get (&dev, want) != CUDA_SUCCESS
+        || drv.retain (&cr->ctx, dev) != CUDA_SUCCESS) {
+      g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE,
+          "CUDA: cannot open device %d", want);
+      g_free (cr);
+      return FALSE;
+    }
+    cr->retained_primary = TRUE;
+  }
+  int major = 0, minor = 0;
+  cudaDeviceGetAttribute (&major, cudaDevAttrComputeCapabilityMajor, want);
+  cudaDeviceGetAttribute (&minor, cudaDevAttrComputeCapabilityMinor, want);
+  if (major * 10 + minor < VIM_CUDA_MIN_SM) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_UNSUPPORTED,
+        "CUDA device %d is sm_%d%d, older than this build's kernels (sm_%d)",
+        want, major, minor, VIM_CUDA_MIN_SM);
+    if (cr->retained_primary) {
+      CUdevice dev;
+      if (drv.device_get (&dev, want) == CUDA_SUCCESS)
+        drv.release (dev);
+    }
+    g_free (cr);
+    return FALSE;
+  }
+  struct cudaDeviceProp prop;
+  if (cudaGetDeviceProperties (&prop, want) == cudaSuccess) {
+    g_strlcpy (cr->device_name, prop.name, sizeof cr->device_name);
+    cr->sm_count = prop.multiProcessorCount;
+  }
+
+  r->impl = cr;
+  r->backend = &cuda_backend;
+  CtxGuard g;
+  if (!ctx_enter (cr, &g, error)) {
+    cuda_free (r);
+    return FALSE;
+  }
+  gboolean ok = runner_setup (r, cr, error);
+  ctx_leave (&g);
+  if (!ok) {
+    cuda_free (r);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* ---- benchmark entry ----------------------------------------------------------- */
+
+static int
+cmp_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return x < y ? -1 : x > y;
+}
+
+const char *
+vim_runner_cuda_device_name (VimRunner *r)
+{
+  CudaRunner *cr = r->impl;
+  return cr->device_name;
+}
+
+gboolean
+vim_runner_cuda_bench (VimRunner *r, int n, int min_iters, int max_iters,
+    double max_seconds, VimCudaBenchResult *out, GError **error)
+{
+  g_return_val_if_fail (r->options.device == VIM_DEVICE_CUDA, FALSE);
+  CudaRunner *cr = r->impl;
+  const VimModelConfig *c = &r->model->config;
+  memset (out, 0, sizeof *out);
+  CtxGuard g;
+  if (!ctx_enter (cr, &g, error))
+    return FALSE;
+  gboolean ok = FALSE;
+  double *times = NULL;
+  cudaEvent_t ev[2] = { NULL, NULL };
+  if (!ensure_batch (cr, c, n, error))
+    goto out;
+  {
+    /* random input, normalized range, from the splitmix stream of the tests */
+    size_t total = (size_t) n * 3 * c->image_height * c->image_width;
+    float *in = g_try_new (float, total);
+    if (in == NULL) {
+      g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "out of host memory");
+      goto out;
+    }
+    guint64 state = 0x1234567ull;
+    for (size_t i = 0; i < total; i++) {
+      guint64 z = (state += 0x9E3779B97F4A7C15ull);
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      z ^= z >> 31;
+      in[i] = (float) ((double) (z >> 40) / (double) (1 << 23) - 1.0) * 2.f;
+    }
+    gboolean up = upload_input (cr, c, in, n, error);
+    g_free (in);
+    if (!up)
+      goto out;
+  }
+  /* warm-up: eager, then capture */
+  for (int i = 0; i < 3; i++)
+    if (!run_forward (cr, c, n, error) || !sync_stream (cr, error))
+      goto out;
+  if (cudaEventCreate (&ev[0]) != cudaSuccess || cudaEventCreate (&ev[1]) != cudaSuccess) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "CUDA: cannot create events");
+    goto out;
+  }
+  times = g_new (double, max_iters);
+  int iters = 0;
+  gint64 start = g_get_monotonic_time ();
+  while (iters < max_iters
+      && (iters < min_iters || (g_get_monotonic_time () - start) / 1e6 < max_seconds)) {
+    if (cudaEventRecord (ev[0], cr->stream) != cudaSuccess
+        || !run_forward (cr, c, n, error)
+        || cudaEventRecord (ev[1], cr->stream) != cudaSuccess
+        || !sync_stream (cr, error)) {
+      if (error && *error == NULL)
+        g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "CUDA: timing failed");
+      goto out;
+    }
+    float ms = 0.f;
+    cudaEventElapsedTime (&ms, ev[0], ev[1]);
+    times[iters++] = ms;
+  }
+  double sum = 0;
+  for (int i = 0; i < iters; i++)
+    sum += times[i];
+  qsort (times, iters, sizeof (double), cmp_double);
+  out->batch = n;
+  out->iters = iters;
+  out->min_ms = times[0];
+  out->median_ms = times[iters / 2];
+  out->p99_ms = times[MIN (iters - 1, (int) ceil (0.99 * iters) - 1)];
+  out->mean_ms = sum / iters;
+  out->weight_bytes = cr->w->bytes;
+  out->act_bytes = cr->dev_peak;
+  plan_passes (cr, n, &out->passes, &out->pass_images);
+  {
+    int64_t chains = (int64_t) out->pass_images * 2 * c->d_inner;
+    int G = cr->scan_lanes;
+    if (G == 0) {
+      G = 1;
+      while (G < c->d_state && G < 16 && chains * G < (int64_t) cr->sm_count * 512)
+        G *= 2;
+    }
+    out->scan_lanes = G;
+  }
+  out->graphs = cr->use_graphs;
+  ok = TRUE;
+out:
+  if (ev[0]) cudaEventDestroy (ev[0]);
+  if (ev[1]) cudaEventDestroy (ev[1]);
+  g_free (times);
+  ctx_leave (&g);
+  return ok;
+}

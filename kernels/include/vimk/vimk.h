@@ -1,0 +1,152 @@
+/* gst-vim CUDA kernels behind a C ABI.
+ *
+ * Each function does one numeric job on raw device pointers, enqueues it on
+ * the given stream and returns the launch status (cudaGetLastError). None of
+ * them synchronizes, allocates or knows about model files; engine/ owns all
+ * of that. Layouts are token-major: a sequence batch is `rows = nseq * L`
+ * rows, row r = token r % L of sequence r / L.
+ *
+ * Activations have the runner's compute type (VimkDType: fp32, fp16, bf16);
+ * the residual stream, the x_proj outputs, the scan state and every small
+ * per-channel parameter are fp32.
+ */
+#ifndef VIMK_VIMK_H
+#define VIMK_VIMK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  VIMK_F32 = 0,
+  VIMK_F16 = 1,
+  VIMK_BF16 = 2,
+} VimkDType;
+
+size_t vimk_dtype_size (VimkDType dt);
+
+/* ---- conversions ------------------------------------------------------ */
+
+/* dst[i] = (dt) src[i]; src may be mapped pinned host memory. */
+cudaError_t vimk_convert_from_f32 (VimkDType dt, void *dst, const float *src,
+    size_t n, cudaStream_t stream);
+
+/* ---- embedding -------------------------------------------------------- */
+
+/* Patch embedding, part 1 (part 2 is a GEMM: residual += patches x Wp^T).
+ * input: (nseq, 3, H, W) in dt. Writes
+ *   patches[r][k], k = (c * P + py) * P + px, row r = token t of image b,
+ *     patch j = gy * gw + gx sits at token t = j + (cls_index >= 0 && j >= cls_index);
+ *     the class-token row is zero; row pitch ldp >= 3 P P (columns beyond 3PP untouched);
+ *   residual[r][:] = pos[t] + (t == cls_index ? cls : patch_b)   (fp32, pitch D).
+ * cls_index < 0: no class token (L = gh * gw). */
+typedef struct {
+  int nseq, H, W, P, stride, gh, gw, L, D, cls_index;
+  const void *input;
+  void *patches;
+  int64_t ldp;
+  float *residual;
+  const float *pos;           /* (L, D) */
+  const float *cls;           /* (D) or NULL */
+  const float *patch_b;       /* (D) */
+} VimkEmbedArgs;
+
+cudaError_t vimk_embed_prepare (VimkDType dt, const VimkEmbedArgs *a,
+    cudaStream_t stream);
+
+/* ---- RMSNorm ---------------------------------------------------------- */
+
+/* out[r][d] = x[r][d] * w[d] / sqrt(mean_d(x[r]^2) + eps); x fp32 (pitch ldx),
+ * out in dt (pitch ldo). */
+cudaError_t vimk_rmsnorm (VimkDType dt, const float *x, int64_t ldx,
+    const float *w, void *out, int64_t ldo, int rows, int D, float eps,
+    cudaStream_t stream);
+
+/* Final norm and head preparation for nseq sequences:
+ *   cls_index >= 0: feat[b] = RMSNorm(residual[b * L + cls_index]) * w
+ *   cls_index <  0: feat[b] = mean_t RMSNorm(residual[b * L + t]) * w
+ * feat in dt (nseq x D, pitch D); logits[b][:] = head_b (fp32, nseq x C):
+ * the head GEMM then accumulates into logits with beta = 1. */
+cudaError_t vimk_final_prepare (VimkDType dt, const float *residual, int nseq,
+    int L, int D, int cls_index, const float *w, float eps, void *feat,
+    float *logits, const float *head_b, int C, cudaStream_t stream);
+
+/* ---- depthwise conv + SiLU, both directions, and the gate ------------- */
+
+/* xz: rows x 2E in dt, x = columns [0, E), z = [E, 2E).
+ *   xc[r][c]     = silu(b_f[c] + sum_k w_f[c][k] x[t - (K-1) + k][c])   forward, causal
+ *   xc[r][E + c] = silu(b_b[c] + sum_k w_b[c][k] x[t + (K-1) - k][c])   backward, anti-causal
+ * (x outside [0, L) of the same sequence is 0), and z is replaced by silu(z)
+ * in place. conv_w: [2][E][K] fp32, conv_b: [2][E] fp32. xc: rows x 2E. */
+cudaError_t vimk_conv_gate (VimkDType dt, void *xz, void *xc,
+    const float *conv_w, const float *conv_b, int nseq, int L, int E, int K,
+    cudaStream_t stream);
+
+/* ---- bidirectional selective scan ------------------------------------- */
+
+/* For each sequence, direction d (0 forward over t = 0..L-1, 1 backward over
+ * t = L-1..0) and channel c, with u = xy[r][d*E + c] and per token
+ * dbl[d][r] = (dt_low[0..R), pad, B at b_off .. +N, C at b_off+N .. +N):
+ *   delta = softplus(dot(Wdt[d][c], dt_low) + bdt[d][c])        (threshold 20)
+ *   h[n]  = exp2(delta * A2[d][c][n]) * h[n] + delta * u * B[n]
+ *   y     = (sum_n C[n] h[n] + Dv[d][c] * u) * gate[r][c]
+ * and y replaces u in xy (out_proj then reads [y_f | y_b] with K = 2E).
+ * A2 = -exp(A_log) * log2(e). Wdt rows are padded to r_pad >= R floats. */
+typedef struct {
+  int nseq, L, E, N, R, r_pad;
+  const float *dbl;           /* [2][nseq*L][ldd] */
+  int ldd, b_off;
+  const void *gate;           /* rows x ld_gate, dt */
+  int64_t ld_gate;
+  void *xy;                   /* rows x ld_xy, dt; in: u, out: y */
+  int64_t ld_xy;
+  const float *A2;            /* [2][E][N] */
+  const float *Wdt;           /* [2][E][r_pad] */
+  const float *bdt;           /* [2][E] */
+  const float *Dv;            /* [2][E] */
+  /* tuning; 0 = choose: lanes per channel (1, 2, 4, 8 or 16, dividing N)
+   * and how many of a lane's exponentials go to a polynomial on the FMA
+   * pipes (-1 = choose, 0 = all on the special-function unit). */
+  int lanes;
+  int poly_exps;
+} VimkScanArgs;
+
+/* cudaErrorInvalidValue when N, R or the tuning is not supported. */
+cudaError_t vimk_scan (VimkDType dt, const VimkScanArgs *a, cudaStream_t stream);
+/* Whether vimk_scan supports this state size and rank. */
+int vimk_scan_supported (int N, int R);
+
+/* ---- preprocessing ---------------------------------------------------- */
+
+typedef enum {
+  VIMK_PIX_RGB = 0, VIMK_PIX_RGBA, VIMK_PIX_RGBX, VIMK_PIX_BGR, VIMK_PIX_BGRA,
+  VIMK_PIX_BGRX, VIMK_PIX_NV12, VIMK_PIX_I420, VIMK_PIX_GRAY8,
+} VimkPixelFormat;            /* same values as VimPixelFormat */
+
+/* One frame (device pointers) and where the model's input pixels land in it
+ * (docs/preprocessing.md): sx = (ox + 0.5) * scale_x + offset_x - 0.5. */
+typedef struct {
+  int format, width, height, pad_;
+  const uint8_t *planes[3];
+  int64_t strides[3];
+  float scale_x, scale_y, offset_x, offset_y;
+  int pad_x0, pad_x1, pad_y0, pad_y1;
+} VimkFrameDesc;
+
+/* descs: n descriptors in device (or mapped host) memory. out: n x 3 x H x W
+ * in out_dt (VIMK_F32 may point to mapped host memory), plane order R, G, B,
+ * v = (rgb / 255 - mean) / std computed as rgb * scale[c] + bias[c] with
+ * scale = 1 / (255 std), bias = -mean / std. */
+cudaError_t vimk_preprocess (const VimkFrameDesc *descs, int n, int H, int W,
+    const float scale[3], const float bias[3], VimkDType out_dt, void *out,
+    cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VIMK_VIMK_H */

@@ -1,0 +1,112 @@
+/* Shared device helpers for the gst-vim kernels. */
+#ifndef VIMK_COMMON_CUH
+#define VIMK_COMMON_CUH
+
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include <stdint.h>
+
+#include "vimk/vimk.h"
+
+namespace vimk {
+
+template <typename T> struct Cvt;
+template <> struct Cvt<float> {
+  static __device__ __forceinline__ float load (float v) { return v; }
+  static __device__ __forceinline__ float store (float v) { return v; }
+};
+template <> struct Cvt<__half> {
+  static __device__ __forceinline__ float load (__half v) { return __half2float (v); }
+  static __device__ __forceinline__ __half store (float v) { return __float2half_rn (v); }
+};
+template <> struct Cvt<__nv_bfloat16> {
+  static __device__ __forceinline__ float load (__nv_bfloat16 v) { return __bfloat162float (v); }
+  static __device__ __forceinline__ __nv_bfloat16 store (float v) { return __float2bfloat16_rn (v); }
+};
+
+template <typename T>
+__device__ __forceinline__ float ld (const T *p) { return Cvt<T>::load (*p); }
+template <typename T>
+__device__ __forceinline__ void st (T *p, float v) { *p = Cvt<T>::store (v); }
+
+/* 2^x on the special-function unit (relative error about 2 ulp). */
+__device__ __forceinline__ float ex2_mufu (float x)
+{
+  float y;
+  asm ("ex2.approx.ftz.f32 %0, %1;" : "=f" (y) : "f" (x));
+  return y;
+}
+
+/* 1/x on the special-function unit. */
+__device__ __forceinline__ float rcp_mufu (float x)
+{
+  float y;
+  asm ("rcp.approx.ftz.f32 %0, %1;" : "=f" (y) : "f" (x));
+  return y;
+}
+
+/* 2^x for x <= 0 on the FMA/ALU pipes only: round to nearest integer j with
+ * the 1.5 * 2^23 trick, a degree-6 polynomial on f = x - j in [-0.5, 0.5]
+ * (relative error about 1.5e-7), and j added to the exponent bits.
+ * Inputs below -125 give 0 (2^-125 is far below anything that matters). */
+__device__ __forceinline__ float ex2_poly (float x)
+{
+  x = fmaxf (x, -125.f);
+  const float magic = 12582912.f;      /* 1.5 * 2^23 */
+  float t = x + magic;
+  float j = t - magic;
+  float f = x - j;
+  /* 2^f = e^(f ln2), Taylor coefficients ln2^k / k! */
+  float p = 1.5403530393381606e-4f;
+  p = fmaf (p, f, 1.3333558146428443e-3f);
+  p = fmaf (p, f, 9.6181291076284772e-3f);
+  p = fmaf (p, f, 5.5504108664821580e-2f);
+  p = fmaf (p, f, 2.4022650695910071e-1f);
+  p = fmaf (p, f, 6.9314718055994531e-1f);
+  p = fmaf (p, f, 1.0f);
+  int e = __float_as_int (t) << 23;    /* j sits in the low mantissa bits of t */
+  float r = __int_as_float (__float_as_int (p) + e);
+  return x <= -125.f ? 0.f : r;
+}
+
+/* silu(v) = v / (1 + e^-v), accurate to a few ulp. */
+__device__ __forceinline__ float silu_f (float v)
+{
+  return v * rcp_mufu (1.f + ex2_mufu (-v * 1.4426950408889634f));
+}
+
+/* softplus with threshold 20: v > 20 ? v : log1p(exp(v)), accurate to a few
+ * ulp, as max(v, 0) + log1p(e) with e = exp(-|v|) in (0, 1] and
+ * log1p(e) = 2 atanh(s), s = e / (2 + e) <= 1/3. */
+__device__ __forceinline__ float softplus_f (float v)
+{
+  if (v > 20.f)
+    return v;
+  float e = ex2_mufu (-fabsf (v) * 1.4426950408889634f);
+  float s = e * rcp_mufu (2.f + e);
+  float s2 = s * s;
+  float q = fmaf (s2, 1.f / 13.f, 1.f / 11.f);
+  q = fmaf (q, s2, 1.f / 9.f);
+  q = fmaf (q, s2, 1.f / 7.f);
+  q = fmaf (q, s2, 1.f / 5.f);
+  q = fmaf (q, s2, 1.f / 3.f);
+  q = fmaf (q, s2, 1.f);
+  return fmaxf (v, 0.f) + 2.f * s * q;
+}
+
+__host__ __device__ inline int64_t cdiv (int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+} // namespace vimk
+
+#define VIMK_DISPATCH_DTYPE(dt, T, ...) \
+  do { \
+    switch (dt) { \
+      case VIMK_F32: { typedef float T; __VA_ARGS__; } break; \
+      case VIMK_F16: { typedef __half T; __VA_ARGS__; } break; \
+      case VIMK_BF16: { typedef __nv_bfloat16 T; __VA_ARGS__; } break; \
+      default: return cudaErrorInvalidValue; \
+    } \
+  } while (0)
+
+#endif

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Runs the CUDA checks and measurements on the GPU host from a build made
+# elsewhere (nothing is compiled here). Logs go to $OUT (or /tmp/vim-out).
+#
+#   tests/cuda/device-run.sh PHASE...
+#
+# Phases: info kernels fixtures preprocess runner-small runner-official top1
+#         sanitize bench-quick bench-knobs bench-full bench-targets
+# Environment: BUILD (default build-cuda); carry it and .cuda-libs
+# (tests/cuda/pack-libs.sh) with the call.
+set -u
+cd "$(dirname "$0")/../.."
+B=${BUILD:-build-cuda}
+O=${OUT:-/tmp/vim-out}
+mkdir -p "$O"
+. .cuda-libs/env.sh
+export PYTHONUNBUFFERED=1
+M=/tmp/vim-models
+mkdir -p $M
+gen () {  # gen NAME ARGS...: model file once
+  local f=$M/$1.safetensors; shift
+  [ -e "$f" ] || python3 tools/vim-random-model "$@" -o "$f" >/dev/null
+  echo "$f"
+}
+t0=$(date +%s)
+stamp () { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
+
+for phase in "$@"; do
+  case $phase in
+  info)
+    { stamp info; nvidia-smi; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv
+      python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"
+      which compute-sanitizer ncu; nproc; } >> "$O/log-info.txt" 2>&1 ;;
+  kernels)
+    { stamp kernels; $B/tests/cuda/test-kernels; echo "rc=$?"; } >> "$O/log-tests.txt" 2>&1 ;;
+  fixtures)
+    { stamp fixtures
+      for fx in tests/reference/fixtures/*.json; do
+        n=$(basename $fx .json); f=$M/fx-$n.safetensors
+        python3 tools/vim-random-model --fixture $fx -o $f >/dev/null
+        for p in fp32:1e-4 fp16:2e-2 bf16:2e-2; do
+          $B/tests/engine/test-parity --model $f --fixture $fx --device cuda \
+            --precision ${p%%:*} --tolerance ${p##*:} || echo "FAILED rc=$? $n ${p%%:*}"
+        done
+        rm -f $f
+      done; } >> "$O/log-tests.txt" 2>&1 ;;
+  preprocess)
+    { stamp preprocess
+      f=$(gen ti-d1-224x160 --variant vim_ti --depth 1 --image-size 224,160)
+      $B/tests/cuda/test-cuda-preprocess --model $f; echo "rc=$?"; } >> "$O/log-tests.txt" 2>&1 ;;
+  runner-small)
+    { stamp runner-small
+      f=$(gen ti $(echo --variant vim_ti))
+      $B/tests/cuda/test-cuda-runner --model $f --batch 32 --classify --errors; echo "rc=$?"; } >> "$O/log-tests.txt" 2>&1 ;;
+  runner-official)
+    { stamp runner-official
+      for c in "vim_ti_s8:224" "vim_s:224" "vim_b:224" "vim_ti:512" "vim_ti:1248"; do
+        v=${c%%:*}; r=${c##*:}
+        f=$(gen $v-$r --variant $v --image-size $r)
+        $B/tests/cuda/test-cuda-runner --model $f --batch 32 --cpu-batch 1; echo "rc=$? ($c)"
+        rm -f $f
+      done; } >> "$O/log-tests.txt" 2>&1 ;;
+  top1)
+    { stamp top1
+      f=$(gen ti10 --variant vim_ti --num-classes 10)
+      $B/tests/cuda/test-cuda-runner --model $f --cpu-batch 0 --top1 1000; echo "rc=$?"; } >> "$O/log-tests.txt" 2>&1 ;;
+  sanitize)
+    { stamp sanitize
+      fx=tests/reference/fixtures/tiny_s4_b4.json; f=$M/fx-s4.safetensors
+      python3 tools/vim-random-model --fixture $fx -o $f >/dev/null
+      f2=$(gen ti-d2 --variant vim_ti --depth 2)
+      for tool in memcheck racecheck; do
+        for p in fp32 fp16; do
+          compute-sanitizer --tool $tool --error-exitcode 9 $B/tests/engine/test-parity --model $f \
+            --fixture $fx --device cuda --precision $p --tolerance 2e-2 2>&1 | tail -4
+          echo "rc=$? ($tool parity $p)"
+        done
+        compute-sanitizer --tool $tool --error-exitcode 9 $B/tests/cuda/test-cuda-runner --model $f2 \
+          --cpu-batch 1 --batch 3 --classify 2>&1 | tail -4
+        echo "rc=$? ($tool runner)"
+      done; } >> "$O/log-sanitize.txt" 2>&1 ;;
+  bench-quick)
+    { stamp bench-quick
+      python3 bench/run-bench.py --build $B --set quick --compile none --json $O/bench-quick.json; } >> "$O/log-bench.txt" 2>&1 ;;
+  bench-knobs)
+    { stamp bench-knobs
+      f=$(gen ti-b --variant vim_ti --dtype F16)
+      f2=$(gen ti-1248 --variant vim_ti --image-size 1248 --dtype F16)
+      for pr in fp16 bf16 fp32; do
+        $B/bench/vim-bench --model $f --precision $pr --batches 1,256 --label Ti-$pr --seconds 0.3
+      done
+      for env in "VIM_CUDA_SCAN_POLY=0" "VIM_CUDA_SCAN_POLY=2" "VIM_CUDA_SCAN_POLY=4" \
+                 "VIM_CUDA_PASS_TOKENS=3000" "VIM_CUDA_PASS_TOKENS=12000" "VIM_CUDA_PASS_TOKENS=50432" \
+                 "VIM_CUDA_SCAN_LANES=1" "VIM_CUDA_SCAN_LANES=2" "VIM_CUDA_SCAN_LANES=4" \
+                 "VIM_CUDA_GRAPHS=0"; do
+        env $env $B/bench/vim-bench --model $f --batches 1,256 --label "Ti $env" --seconds 0.3
+      done
+      for env in "VIM_CUDA_PASS_TOKENS=6085" "VIM_CUDA_PASS_TOKENS=24340" "VIM_CUDA_PASS_TOKENS=48680" \
+                 "VIM_CUDA_SCAN_LANES=2" "VIM_CUDA_SCAN_LANES=8"; do
+        env $env $B/bench/vim-bench --model $f2 --batches 8 --label "Ti1248 $env" --seconds 0.3
+      done; } >> "$O/log-bench.txt" 2>&1 ;;
+  bench-full)
+    { stamp bench-full
+      python3 bench/run-bench.py --build $B --set full --compile targets --json $O/bench-full.json \
+        --md $O/bench-full.md; } >> "$O/log-bench.txt" 2>&1 ;;
+  bench-targets)
+    { stamp bench-targets
+      python3 bench/run-bench.py --build $B --set targets --compile targets --json $O/bench-targets.json \
+        --md $O/bench-targets.md; } >> "$O/log-bench.txt" 2>&1 ;;
+  *) echo "unknown phase $phase" ;;
+  esac
+done
+stamp done

@@ -1,0 +1,420 @@
+/* Unit tests of the CUDA kernels (kernels/include/vimk/vimk.h) against plain
+ * CPU loops in double precision, for every compute type. Outputs are
+ * poisoned (NaN) before each launch so unwritten elements fail. Exit 77
+ * when there is no usable GPU. */
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vimk/vimk.h"
+#include "cuda-test-util.h"
+
+#define CU(x) \
+  do { \
+    cudaError_t e_ = (x); \
+    if (e_ != cudaSuccess) { \
+      fprintf (stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString (e_)); \
+      exit (1); \
+    } \
+  } while (0)
+
+static void *
+dev_upload (const void *h, size_t bytes)
+{
+  void *d = NULL;
+  CU (cudaMalloc (&d, bytes ? bytes : 1));
+  if (bytes)
+    CU (cudaMemcpy (d, h, bytes, cudaMemcpyHostToDevice));
+  return d;
+}
+
+static void *
+dev_poison (size_t bytes)
+{
+  void *d = NULL;
+  CU (cudaMalloc (&d, bytes));
+  CU (cudaMemset (d, 0xff, bytes));   /* NaN in fp32, fp16 and bf16 */
+  return d;
+}
+
+static void
+dev_download (void *h, const void *d, size_t bytes)
+{
+  CU (cudaDeviceSynchronize ());
+  CU (cudaMemcpy (h, d, bytes, cudaMemcpyDeviceToHost));
+}
+
+/* max |got - ref| / max |ref| over n values (NaN -> inf) */
+static double
+rel_err (int dt, const void *got, const double *ref, size_t n)
+{
+  double md = 0, mr = 0;
+  for (size_t i = 0; i < n; i++) {
+    double g = tu_load (dt, got, i);
+    if (!isfinite (g))
+      return INFINITY;
+    md = fmax (md, fabs (g - ref[i]));
+    mr = fmax (mr, fabs (ref[i]));
+  }
+  return md / fmax (mr, 1e-30);
+}
+
+static const double out_tol[3] = { 2e-5, 2e-3, 1e-2 };
+
+/* ---- rmsnorm ---- */
+static void
+test_rmsnorm (int dt, int rows, int D, int ldx)
+{
+  uint64_t s = 11 + D;
+  float *x = malloc ((size_t) rows * ldx * 4), *w = malloc (D * 4);
+  double *ref = malloc ((size_t) rows * D * 8);
+  for (size_t i = 0; i < (size_t) rows * ldx; i++)
+    x[i] = tu_uniform (&s, -3, 3);
+  for (int d = 0; d < D; d++)
+    w[d] = tu_uniform (&s, 0.5, 1.5);
+  for (int r = 0; r < rows; r++) {
+    double ss = 0;
+    for (int d = 0; d < D; d++)
+      ss += (double) x[r * ldx + d] * x[r * ldx + d];
+    double inv = 1.0 / sqrt (ss / D + 1e-5);
+    for (int d = 0; d < D; d++)
+      ref[r * D + d] = x[r * ldx + d] * inv * w[d];
+  }
+  void *dx = dev_upload (x, (size_t) rows * ldx * 4), *dw = dev_upload (w, D * 4);
+  void *dout = dev_poison ((size_t) rows * D * tu_size (dt));
+  CU (vimk_rmsnorm (dt, dx, ldx, dw, dout, D, rows, D, 1e-5f, 0));
+  void *out = malloc ((size_t) rows * D * tu_size (dt));
+  dev_download (out, dout, (size_t) rows * D * tu_size (dt));
+  double e = rel_err (dt, out, ref, (size_t) rows * D);
+  CHECK (e <= out_tol[dt], "rmsnorm %s rows %d D %d: rel err %.3g", tu_dt_names[dt], rows, D, e);
+  printf ("rmsnorm %s D=%d: %.2e\n", tu_dt_names[dt], D, e);
+  cudaFree (dx); cudaFree (dw); cudaFree (dout);
+  free (x); free (w); free (ref); free (out);
+}
+
+/* ---- conv + gate ---- */
+static double
+silu_d (double v)
+{
+  return v / (1.0 + exp (-v));
+}
+
+static void
+test_conv (int dt, int nseq, int L, int E, int K)
+{
+  uint64_t s = 5 + K;
+  size_t rows = (size_t) nseq * L, n2 = rows * 2 * E;
+  void *xz = malloc (n2 * tu_size (dt));
+  float *w = malloc ((size_t) 2 * E * K * 4), *b = malloc ((size_t) 2 * E * 4);
+  for (size_t i = 0; i < n2; i++)
+    tu_store (dt, xz, i, tu_uniform (&s, -2, 2));
+  for (int i = 0; i < 2 * E * K; i++)
+    w[i] = tu_uniform (&s, -0.5, 0.5);
+  for (int i = 0; i < 2 * E; i++)
+    b[i] = tu_uniform (&s, -0.1, 0.1);
+  double *ref_xc = malloc (n2 * 8), *ref_z = malloc (rows * E * 8);
+  for (int q = 0; q < nseq; q++)
+    for (int t = 0; t < L; t++)
+      for (int c = 0; c < E; c++) {
+        double af = b[c], ab = b[E + c];
+        for (int k = 0; k < K; k++) {
+          int tf = t - (K - 1) + k, tb = t + (K - 1) - k;
+          if (tf >= 0)
+            af += (double) w[c * K + k] * tu_load (dt, xz, ((size_t) q * L + tf) * 2 * E + c);
+          if (tb < L)
+            ab += (double) w[(E + c) * K + k] * tu_load (dt, xz, ((size_t) q * L + tb) * 2 * E + c);
+        }
+        size_t row = (size_t) q * L + t;
+        ref_xc[row * 2 * E + c] = silu_d (af);
+        ref_xc[row * 2 * E + E + c] = silu_d (ab);
+        ref_z[row * E + c] = silu_d (tu_load (dt, xz, row * 2 * E + E + c));
+      }
+  void *dxz = dev_upload (xz, n2 * tu_size (dt));
+  void *dw = dev_upload (w, (size_t) 2 * E * K * 4), *db = dev_upload (b, (size_t) 2 * E * 4);
+  void *dxc = dev_poison (n2 * tu_size (dt));
+  CU (vimk_conv_gate (dt, dxz, dxc, dw, db, nseq, L, E, K, 0));
+  void *xc = malloc (n2 * tu_size (dt)), *xz2 = malloc (n2 * tu_size (dt));
+  dev_download (xc, dxc, n2 * tu_size (dt));
+  dev_download (xz2, dxz, n2 * tu_size (dt));
+  double e1 = rel_err (dt, xc, ref_xc, n2);
+  double mz = 0, mr = 0;
+  int x_changed = 0;
+  for (size_t r = 0; r < rows; r++)
+    for (int c = 0; c < E; c++) {
+      mz = fmax (mz, fabs (tu_load (dt, xz2, r * 2 * E + E + c) - ref_z[r * E + c]));
+      mr = fmax (mr, fabs (ref_z[r * E + c]));
+      x_changed += tu_load (dt, xz2, r * 2 * E + c) != tu_load (dt, xz, r * 2 * E + c);
+    }
+  double e2 = mz / mr;
+  CHECK (e1 <= out_tol[dt], "conv %s K=%d: xc rel err %.3g", tu_dt_names[dt], K, e1);
+  CHECK (e2 <= out_tol[dt], "conv %s K=%d: gate rel err %.3g", tu_dt_names[dt], K, e2);
+  CHECK (x_changed == 0, "conv %s: x part of xz modified (%d)", tu_dt_names[dt], x_changed);
+  printf ("conv %s K=%d: xc %.2e gate %.2e\n", tu_dt_names[dt], K, e1, e2);
+  cudaFree (dxz); cudaFree (dw); cudaFree (db); cudaFree (dxc);
+  free (xz); free (w); free (b); free (ref_xc); free (ref_z); free (xc); free (xz2);
+}
+
+/* ---- scan ---- */
+static void
+test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, int thr)
+{
+  uint64_t s = 1000 + 17 * N + R + L;
+  const int r_pad = (R + 3) & ~3, b_off = r_pad, ldd = (b_off + 2 * N + 3) & ~3;
+  const size_t rows = (size_t) nseq * L;
+  float *dbl = calloc ((size_t) 2 * rows * ldd, 4);
+  for (int d = 0; d < 2; d++)
+    for (size_t r = 0; r < rows; r++) {
+      float *p = dbl + ((size_t) d * rows + r) * ldd;
+      for (int i = 0; i < R; i++)
+        p[i] = tu_uniform (&s, -1, 1);
+      for (int i = 0; i < 2 * N; i++)
+        p[b_off + i] = tu_uniform (&s, -1, 1);
+    }
+  void *gate = malloc (rows * 2 * E * tu_size (dt));   /* pitch 2E like xz's z half */
+  void *xy = malloc (rows * 2 * E * tu_size (dt));
+  for (size_t i = 0; i < rows * 2 * E; i++) {
+    tu_store (dt, gate, i, tu_uniform (&s, -1, 1.5));
+    tu_store (dt, xy, i, tu_uniform (&s, -1, 1));
+  }
+  float *A2 = malloc ((size_t) 2 * E * N * 4), *Wdt = calloc ((size_t) 2 * E * r_pad, 4);
+  float *bdt = malloc ((size_t) 2 * E * 4), *Dv = malloc ((size_t) 2 * E * 4);
+  for (int d = 0; d < 2; d++)
+    for (int c = 0; c < E; c++) {
+      for (int n = 0; n < N; n++)
+        A2[((size_t) d * E + c) * N + n] = (float) (-(n + 1) * exp (0.1 * tu_uniform (&s, -1, 1)) * 1.4426950408889634);
+      for (int r = 0; r < R; r++)
+        Wdt[((size_t) d * E + c) * r_pad + r] = tu_uniform (&s, -1, 1) / sqrtf ((float) R);
+      double dtv = exp (tu_uniform (&s, log (1e-3), log (0.1)));
+      bdt[d * E + c] = (c == thr) ? 25.f : (float) (dtv + log (-expm1 (-dtv)));   /* past the softplus threshold */
+      Dv[d * E + c] = tu_uniform (&s, 0.9, 1.1);
+    }
+  double *ref = malloc (rows * 2 * E * 8);
+  double *h = malloc (N * 8);
+  for (int q = 0; q < nseq; q++)
+    for (int d = 0; d < 2; d++)
+      for (int c = 0; c < E; c++) {
+        for (int n = 0; n < N; n++)
+          h[n] = 0;
+        for (int st = 0; st < L; st++) {
+          int t = d ? L - 1 - st : st;
+          size_t row = (size_t) q * L + t;
+          const float *p = dbl + ((size_t) d * rows + row) * ldd;
+          double delta = bdt[d * E + c];
+          for (int r = 0; r < R; r++)
+            delta += (double) Wdt[((size_t) d * E + c) * r_pad + r] * p[r];
+          delta = delta > 20 ? delta : log1p (exp (delta));
+          double u = tu_load (dt, xy, row * 2 * E + (size_t) d * E + c);
+          double y = 0;
+          for (int n = 0; n < N; n++) {
+            h[n] = exp2 (delta * A2[((size_t) d * E + c) * N + n]) * h[n] + delta * u * p[b_off + n];
+            y += p[b_off + N + n] * h[n];
+          }
+          y = (y + Dv[d * E + c] * u) * tu_load (dt, gate, row * 2 * E + c);
+          ref[row * 2 * E + (size_t) d * E + c] = y;
+        }
+      }
+  void *ddbl = dev_upload (dbl, (size_t) 2 * rows * ldd * 4);
+  void *dgate = dev_upload (gate, rows * 2 * E * tu_size (dt));
+  void *dxy = dev_upload (xy, rows * 2 * E * tu_size (dt));
+  void *dA2 = dev_upload (A2, (size_t) 2 * E * N * 4), *dWdt = dev_upload (Wdt, (size_t) 2 * E * r_pad * 4);
+  void *dbdt = dev_upload (bdt, (size_t) 2 * E * 4), *dDv = dev_upload (Dv, (size_t) 2 * E * 4);
+  VimkScanArgs a = {
+    .nseq = nseq, .L = L, .E = E, .N = N, .R = R, .r_pad = r_pad,
+    .dbl = ddbl, .ldd = ldd, .b_off = b_off, .gate = dgate, .ld_gate = 2 * E,
+    .xy = dxy, .ld_xy = 2 * E, .A2 = dA2, .Wdt = dWdt, .bdt = dbdt, .Dv = dDv,
+    .lanes = lanes, .poly_exps = poly,
+  };
+  cudaError_t e = vimk_scan (dt, &a, 0);
+  CHECK (e == cudaSuccess, "scan launch %s N=%d lanes=%d poly=%d: %s", tu_dt_names[dt], N, lanes,
+      poly, cudaGetErrorString (e));
+  void *out = malloc (rows * 2 * E * tu_size (dt));
+  dev_download (out, dxy, rows * 2 * E * tu_size (dt));
+  double err = rel_err (dt, out, ref, rows * 2 * E);
+  CHECK (err <= out_tol[dt], "scan %s nseq=%d L=%d E=%d N=%d R=%d lanes=%d poly=%d: rel err %.3g",
+      tu_dt_names[dt], nseq, L, E, N, R, lanes, poly, err);
+  printf ("scan %s L=%d E=%d N=%d R=%d lanes=%d poly=%d: %.2e\n", tu_dt_names[dt], L, E, N, R,
+      lanes, poly, err);
+  cudaFree (ddbl); cudaFree (dgate); cudaFree (dxy); cudaFree (dA2); cudaFree (dWdt);
+  cudaFree (dbdt); cudaFree (dDv);
+  free (dbl); free (gate); free (xy); free (A2); free (Wdt); free (bdt); free (Dv);
+  free (ref); free (h); free (out);
+}
+
+/* ---- embed ---- */
+static void
+test_embed (int dt, int nseq, int H, int W, int P, int stride, int with_cls)
+{
+  uint64_t s = 77 + stride;
+  int gh = (H - P) / stride + 1, gw = (W - P) / stride + 1, M = gh * gw;
+  int cls = with_cls ? M / 2 : -1, L = M + (with_cls ? 1 : 0), D = 24, K = 3 * P * P;
+  int ldp = (K + 7) & ~7;
+  size_t nin = (size_t) nseq * 3 * H * W;
+  void *in = malloc (nin * tu_size (dt));
+  for (size_t i = 0; i < nin; i++)
+    tu_store (dt, in, i, tu_uniform (&s, -2, 2));
+  float *pos = malloc ((size_t) L * D * 4), *clsv = malloc (D * 4), *pb = malloc (D * 4);
+  for (int i = 0; i < L * D; i++)
+    pos[i] = tu_uniform (&s, -1, 1);
+  for (int i = 0; i < D; i++) {
+    clsv[i] = tu_uniform (&s, -1, 1);
+    pb[i] = tu_uniform (&s, -1, 1);
+  }
+  void *din = dev_upload (in, nin * tu_size (dt));
+  void *dpos = dev_upload (pos, (size_t) L * D * 4), *dcls = dev_upload (clsv, D * 4), *dpb = dev_upload (pb, D * 4);
+  size_t rows = (size_t) nseq * L;
+  void *dpatch = dev_poison (rows * ldp * tu_size (dt));
+  void *dres = dev_poison (rows * D * 4);
+  VimkEmbedArgs a = { .nseq = nseq, .H = H, .W = W, .P = P, .stride = stride, .gh = gh,
+    .gw = gw, .L = L, .D = D, .cls_index = cls, .input = din, .patches = dpatch, .ldp = ldp,
+    .residual = dres, .pos = dpos, .cls = with_cls ? dcls : NULL, .patch_b = dpb };
+  CU (vimk_embed_prepare (dt, &a, 0));
+  void *patch = malloc (rows * ldp * tu_size (dt));
+  float *res = malloc (rows * D * 4);
+  dev_download (patch, dpatch, rows * ldp * tu_size (dt));
+  dev_download (res, dres, rows * D * 4);
+  int bad = 0;
+  for (int q = 0; q < nseq; q++)
+    for (int t = 0; t < L; t++) {
+      size_t row = (size_t) q * L + t;
+      int is_cls = with_cls && t == cls;
+      for (int d = 0; d < D; d++) {
+        float want = pos[t * D + d] + (is_cls ? clsv[d] : pb[d]);
+        bad += res[row * D + d] != want;
+      }
+      int j = (with_cls && t > cls) ? t - 1 : t;
+      int gy = j / gw, gx = j % gw;
+      for (int k = 0; k < K; k++) {
+        int c = k / (P * P), py = (k / P) % P, px = k % P;
+        float want = is_cls ? 0.f
+            : tu_load (dt, in, (((size_t) q * 3 + c) * H + gy * stride + py) * W + gx * stride + px);
+        bad += tu_load (dt, patch, row * ldp + k) != want;
+      }
+    }
+  CHECK (bad == 0, "embed %s P=%d stride=%d cls=%d: %d wrong values", tu_dt_names[dt], P, stride,
+      with_cls, bad);
+  printf ("embed %s P=%d stride=%d cls=%d: %d wrong\n", tu_dt_names[dt], P, stride, with_cls, bad);
+  cudaFree (din); cudaFree (dpos); cudaFree (dcls); cudaFree (dpb); cudaFree (dpatch); cudaFree (dres);
+  free (in); free (pos); free (clsv); free (pb); free (patch); free (res);
+}
+
+/* ---- final norm ---- */
+static void
+test_final (int dt, int nseq, int L, int D, int cls, int C)
+{
+  uint64_t s = 999;
+  float *res = malloc ((size_t) nseq * L * D * 4), *w = malloc (D * 4), *hb = malloc (C * 4);
+  for (size_t i = 0; i < (size_t) nseq * L * D; i++)
+    res[i] = tu_uniform (&s, -2, 2);
+  for (int i = 0; i < D; i++)
+    w[i] = tu_uniform (&s, 0.5, 1.5);
+  for (int i = 0; i < C; i++)
+    hb[i] = tu_uniform (&s, -1, 1);
+  double *ref = calloc ((size_t) nseq * D, 8);
+  for (int q = 0; q < nseq; q++)
+    for (int t = 0; t < L; t++) {
+      if (cls >= 0 && t != cls)
+        continue;
+      const float *x = res + ((size_t) q * L + t) * D;
+      double ss = 0;
+      for (int d = 0; d < D; d++)
+        ss += (double) x[d] * x[d];
+      double inv = 1.0 / sqrt (ss / D + 1e-5);
+      for (int d = 0; d < D; d++)
+        ref[q * D + d] += x[d] * inv * w[d] / (cls >= 0 ? 1 : L);
+    }
+  void *dres = dev_upload (res, (size_t) nseq * L * D * 4), *dw = dev_upload (w, D * 4);
+  void *dhb = dev_upload (hb, C * 4);
+  void *dfeat = dev_poison ((size_t) nseq * D * tu_size (dt)), *dlog = dev_poison ((size_t) nseq * C * 4);
+  CU (vimk_final_prepare (dt, dres, nseq, L, D, cls, dw, 1e-5f, dfeat, dlog, dhb, C, 0));
+  void *feat = malloc ((size_t) nseq * D * tu_size (dt));
+  float *lg = malloc ((size_t) nseq * C * 4);
+  dev_download (feat, dfeat, (size_t) nseq * D * tu_size (dt));
+  dev_download (lg, dlog, (size_t) nseq * C * 4);
+  double e = rel_err (dt, feat, ref, (size_t) nseq * D);
+  int bad = 0;
+  for (int q = 0; q < nseq; q++)
+    for (int k = 0; k < C; k++)
+      bad += lg[q * C + k] != hb[k];
+  CHECK (e <= out_tol[dt], "final %s cls=%d: rel err %.3g", tu_dt_names[dt], cls, e);
+  CHECK (bad == 0, "final %s: %d logits not set to the bias", tu_dt_names[dt], bad);
+  printf ("final %s cls=%d: %.2e\n", tu_dt_names[dt], cls, e);
+  cudaFree (dres); cudaFree (dw); cudaFree (dhb); cudaFree (dfeat); cudaFree (dlog);
+  free (res); free (w); free (hb); free (ref); free (feat); free (lg);
+}
+
+/* ---- conversion ---- */
+static void
+test_convert (int dt)
+{
+  uint64_t s = 3;
+  size_t n = 100003;
+  float *x = malloc (n * 4);
+  for (size_t i = 0; i < n; i++)
+    x[i] = tu_uniform (&s, -70000, 70000) * (i % 3 == 0 ? 1e-6f : 1.f);
+  void *dx = dev_upload (x, n * 4), *dy = dev_poison (n * tu_size (dt));
+  CU (vimk_convert_from_f32 (dt, dy, dx, n, 0));
+  void *y = malloc (n * tu_size (dt));
+  dev_download (y, dy, n * tu_size (dt));
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    float want = tu_round (dt, x[i]), got = tu_load (dt, y, i);
+    bad += !(want == got || (isinf (want) && isinf (got)));
+  }
+  CHECK (bad == 0, "convert %s: %zu mismatches", tu_dt_names[dt], bad);
+  cudaFree (dx); cudaFree (dy); free (x); free (y);
+}
+
+int
+main (void)
+{
+  int n = 0;
+  if (cudaGetDeviceCount (&n) != cudaSuccess || n == 0) {
+    printf ("SKIP: no CUDA device\n");
+    return SKIP_RC;
+  }
+  int major = 0;
+  cudaDeviceGetAttribute (&major, cudaDevAttrComputeCapabilityMajor, 0);
+  if (major < 9) {
+    printf ("SKIP: GPU older than sm_90\n");
+    return SKIP_RC;
+  }
+  for (int dt = 0; dt < 3; dt++) {
+    test_convert (dt);
+    test_rmsnorm (dt, 37, 192, 192);
+    test_rmsnorm (dt, 21, 50, 52);
+    test_conv (dt, 3, 37, 40, 4);
+    test_conv (dt, 2, 5, 24, 3);
+    test_embed (dt, 2, 12, 16, 4, 4, 1);
+    test_embed (dt, 2, 12, 16, 4, 2, 1);
+    test_embed (dt, 1, 12, 16, 4, 4, 0);
+    test_final (dt, 3, 9, 48, 4, 10);
+    test_final (dt, 2, 9, 48, -1, 7);
+    /* scan: every lane split for N = 16 and 8, the polynomial variants,
+     * an odd L, channels that leave lanes idle, R not a multiple of 4 */
+    for (int lanes = 1; lanes <= 16; lanes *= 2)
+      test_scan (dt, 2, 53, 44, 16, 12, lanes, 0, -1);
+    for (int lanes = 1; lanes <= 8; lanes *= 2)
+      test_scan (dt, 2, 29, 40, 8, 3, lanes, 0, -1);
+    for (int poly = 2; poly <= 4; poly++)
+      test_scan (dt, 2, 53, 44, 16, 12, 1, poly, -1);
+    test_scan (dt, 1, 301, 36, 16, 24, 0, -1, -1);
+    test_scan (dt, 3, 40, 20, 16, 48, 0, -1, -1);
+    test_scan (dt, 1, 20, 8, 16, 12, 4, 0, 3);
+  }
+  {
+    /* unsupported tuning is refused, not launched */
+    VimkScanArgs a = { .nseq = 1, .L = 4, .E = 8, .N = 16, .R = 12, .r_pad = 12, .ldd = 44,
+      .b_off = 12, .lanes = 3 };
+    CHECK (vimk_scan (VIMK_F32, &a, 0) == cudaErrorInvalidValue, "lanes=3 accepted");
+    CHECK (!vimk_scan_supported (32, 12), "N=32 claimed supported");
+  }
+  CU (cudaDeviceSynchronize ());
+  if (test_failures) {
+    fprintf (stderr, "%d check(s) failed\n", test_failures);
+    return 1;
+  }
+  printf ("all kernel tests passed\n");
+  return 0;
+}
