@@ -56,10 +56,13 @@ typedef struct {
 static ALWAYS_INLINE float
 fast_expf (float x)
 {
-  x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+  /* clamp so that the integer conversion below is always defined (a NaN
+   * compares false and lands on -87; it is passed through at the end) */
+  float xc = x > -87.0f ? x : -87.0f;
+  xc = xc < 88.0f ? xc : 88.0f;
   /* round to nearest by the 1.5 * 2^23 trick: vectorizes without SSE4.1 */
-  float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  float r = x - n * 0.693359375f;         /* Cody-Waite: ln2 split in two */
+  float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float r = xc - n * 0.693359375f;        /* Cody-Waite: ln2 split in two */
   r = r + n * 2.12194440e-4f;
   /* minimax polynomial for e^r on [-ln2/2, ln2/2] */
   float p = 1.9875691500e-4f;
@@ -71,7 +74,7 @@ fast_expf (float x)
   p = p * r * r + r + 1.0f;
   union { float f; int32_t i; } s;
   s.i = ((int32_t) n + 127) << 23;
-  return p * s.f;
+  return x != x ? x : p * s.f;
 }
 
 static ALWAYS_INLINE float
