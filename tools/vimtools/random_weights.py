@@ -23,7 +23,7 @@ def splitmix64(x):
 
 
 def uniform(seed, stream, n):
-    """n floats in [-1, 1) from (seed, stream): value i = f(splitmix64(seed<<32 ^ stream<<48 ... + i))."""
+    """n floats in [-1, 1) from (seed, stream): value i = (splitmix64(((seed << 20) ^ (stream << 44)) + i) >> 40) / 2^23 - 1."""
     base = (np.uint64(seed) << np.uint64(20)) ^ (np.uint64(stream) << np.uint64(44))
     idx = np.arange(n, dtype=np.uint64)
     with np.errstate(over="ignore"):
