@@ -14,7 +14,7 @@ typedef struct {
   size_t weight_bytes;        /* this runner's share: all device weights of (model, device, precision) */
   size_t act_bytes;           /* runner-owned device memory at the peak (workspace, input, logits, cuBLAS) */
   int pass_images, passes;    /* images per pass through the layers, passes per forward */
-  int scan_lanes;             /* lanes per scan chain chosen for the passes */
+  int scan_lanes, scan_chunks; /* scan work split chosen for a full pass */
   gboolean graphs;            /* replayed as a CUDA graph */
 } VimCudaBenchResult;
 

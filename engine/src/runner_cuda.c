@@ -251,6 +251,36 @@ cuda_type (VimkDType dt)
   return dt == VIMK_F32 ? CUDA_R_32F : dt == VIMK_F16 ? CUDA_R_16F : CUDA_R_16BF;
 }
 
+/* ---- storage types ----------------------------------------------------------- */
+
+/* What each tensor is stored in, per runner precision. fp32 and fp16 use one
+ * type throughout. bf16 keeps bf16 for the activations whose range is open
+ * (xc, y, the features) and their weights, but uses fp16 (8x finer) for the
+ * two GEMM inputs that are bounded by construction (the normalized image
+ * into the patch embedding, RMSNorm outputs into in_proj) and fp32 for the
+ * in_proj output (x before the conv, z and the gate): with bf16 there too,
+ * bf16 logits were 2e-2 off fp32 and top-1 agreed on 98.7% of 1000 inputs.
+ * The residual stream, x_proj outputs and the scan state are fp32 always. */
+typedef struct {
+  VimkDType in;               /* input image, patches, patch weights */
+  VimkDType norm;             /* RMSNorm output, in_proj weights */
+  VimkDType xz;               /* in_proj output: x, z, gate */
+  VimkDType act;              /* xc / y, x_proj and out_proj weights, features, head */
+} Types;
+
+static Types
+types_for (VimPrecision p)
+{
+  switch (p) {
+    case VIM_PRECISION_FP16:
+      return (Types) { VIMK_F16, VIMK_F16, VIMK_F16, VIMK_F16 };
+    case VIM_PRECISION_BF16:
+      return (Types) { VIMK_F16, VIMK_F16, VIMK_F32, VIMK_BF16 };
+    default:
+      return (Types) { VIMK_F32, VIMK_F32, VIMK_F32, VIMK_F32 };
+  }
+}
+
 /* ---- device weights (shared) ----------------------------------------------- */
 
 typedef struct {
@@ -270,7 +300,7 @@ typedef struct {
   int refcount;
   CUcontext ctx;
   VimPrecision precision;
-  VimkDType dt;
+  Types t;
   void *blob;
   size_t bytes;
   int r_pad, b_off, ldd, kp, ldp;  /* padded dt rank, B offset, x_proj rows, patch K, patch pitch */
@@ -288,19 +318,20 @@ align256 (size_t x)
 
 /* Lays the weights out in one host buffer (converted), uploads it once. */
 static CudaWeights *
-weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, VimkDType dt,
-    GError **error)
+weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, GError **error)
 {
   const VimModelConfig *c = &model->config;
   const VimWeights *w = &model->w;
   const int D = c->embed_dim, E = c->d_inner, N = c->d_state, K = c->d_conv;
   const int R = c->dt_rank, P = c->patch_size, C = c->num_classes, L = c->seq_len;
-  const size_t ts = vimk_dtype_size (dt);
+  const Types t = types_for (prec);
+  const size_t ts = vimk_dtype_size (t.act), ts_in = vimk_dtype_size (t.in);
+  const size_t ts_norm = vimk_dtype_size (t.norm);
   CudaWeights *cw = g_new0 (CudaWeights, 1);
   cw->refcount = 1;
   cw->ctx = ctx;
   cw->precision = prec;
-  cw->dt = dt;
+  cw->t = t;
   cw->r_pad = (R + 3) & ~3;
   cw->b_off = cw->r_pad;
   cw->ldd = (cw->b_off + 2 * N + 3) & ~3;
@@ -314,14 +345,14 @@ weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, VimkDType dt,
   SLOT (cw->pos, (size_t) L * D * 4);
   SLOT (cw->cls, (size_t) D * 4);
   SLOT (cw->patch_b, (size_t) D * 4);
-  SLOT (cw->patch_w, (size_t) D * cw->kp * ts);
+  SLOT (cw->patch_w, (size_t) D * cw->kp * ts_in);
   SLOT (cw->norm_f, (size_t) D * 4);
   SLOT (cw->head_w, (size_t) C * D * ts);
   SLOT (cw->head_b, (size_t) C * 4);
   for (int l = 0; l < c->depth; l++) {
     CudaLayer *ly = &cw->layers[l];
     SLOT (ly->norm_w, (size_t) D * 4);
-    SLOT (ly->in_w, (size_t) 2 * E * D * ts);
+    SLOT (ly->in_w, (size_t) 2 * E * D * ts_norm);
     SLOT (ly->conv_w, (size_t) 2 * E * K * 4);
     SLOT (ly->conv_b, (size_t) 2 * E * 4);
     SLOT (ly->x_w, (size_t) 2 * cw->ldd * E * ts);
@@ -348,11 +379,11 @@ weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, VimkDType dt,
     memcpy (HF (cw->cls), w->cls_token, (size_t) D * 4);
   memcpy (HF (cw->patch_b), w->patch_b, (size_t) D * 4);
   for (size_t i = 0; i < (size_t) D * cw->kp; i++)
-    store_t (dt, H (cw->patch_w), i, w->patch_w[i]);
+    store_t (t.in, H (cw->patch_w), i, w->patch_w[i]);
   memcpy (HF (cw->norm_f), w->norm_f_w, (size_t) D * 4);
   if (w->head_w) {
     for (size_t i = 0; i < (size_t) C * D; i++)
-      store_t (dt, H (cw->head_w), i, w->head_w[i]);
+      store_t (t.act, H (cw->head_w), i, w->head_w[i]);
     memcpy (HF (cw->head_b), w->head_b, (size_t) C * 4);
   }
   for (int l = 0; l < c->depth; l++) {
@@ -360,7 +391,7 @@ weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, VimkDType dt,
     CudaLayer *ly = &cw->layers[l];
     memcpy (HF (ly->norm_w), lw->norm_w, (size_t) D * 4);
     for (size_t i = 0; i < (size_t) 2 * E * D; i++)
-      store_t (dt, H (ly->in_w), i, lw->in_proj_w[i]);
+      store_t (t.norm, H (ly->in_w), i, lw->in_proj_w[i]);
     for (int d = 0; d < 2; d++) {
       const VimDirectionWeights *dw = &lw->dir[d];
       memcpy (HF (ly->conv_w) + (size_t) d * E * K, dw->conv_w, (size_t) E * K * 4);
@@ -368,7 +399,7 @@ weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, VimkDType dt,
       for (int row = 0; row < R + 2 * N; row++) {
         int dst_row = row < R ? row : cw->b_off + (row - R);
         for (int e = 0; e < E; e++)
-          store_t (dt, H (ly->x_w), ((size_t) d * cw->ldd + dst_row) * E + e,
+          store_t (t.act, H (ly->x_w), ((size_t) d * cw->ldd + dst_row) * E + e,
               dw->x_proj_w[(size_t) row * E + e]);
       }
       for (int e = 0; e < E; e++) {
@@ -384,8 +415,8 @@ weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, VimkDType dt,
     for (int d = 0; d < D; d++)
       for (int e = 0; e < E; e++) {
         float v = 0.5f * lw->out_proj_w[(size_t) d * E + e];
-        store_t (dt, H (ly->out_w), (size_t) d * 2 * E + e, v);
-        store_t (dt, H (ly->out_w), (size_t) d * 2 * E + E + e, v);
+        store_t (t.act, H (ly->out_w), (size_t) d * 2 * E + e, v);
+        store_t (t.act, H (ly->out_w), (size_t) d * 2 * E + E + e, v);
       }
   }
 #undef H
@@ -436,12 +467,13 @@ typedef struct {
   int sm_count;
   cudaStream_t stream;
   cublasHandle_t blas;
-  VimkDType dt;
-  size_t ts;
+  Types t;
+  size_t ts, ts_in, ts_norm, ts_xz;   /* bytes of t.act, t.in, t.norm, t.xz */
 
   /* tuning */
   int pass_images;            /* most images per pass */
-  int scan_lanes, scan_poly;  /* 0 / -1 = kernel's choice */
+  int scan_lanes, scan_chunks, scan_poly;  /* 0 / -1 = kernel's choice */
+  gboolean profile;           /* VIM_CUDA_PROFILE: stage times of a forward */
   gboolean use_graphs;
 
   /* device memory owned by the runner */
@@ -453,7 +485,9 @@ typedef struct {
   float *residual;
   void *xz, *xcy, *feat;
   float *dbl;
-  void *input;                /* n x 3 x H x W, T */
+  void *scan_ws;              /* scan chunk summaries */
+  size_t scan_ws_bytes;
+  void *input;                /* n x 3 x H x W, t.in */
   int input_cap;
   float *logits;              /* n x C */
   int logits_cap;
@@ -568,17 +602,39 @@ host_reserve (void **p, size_t *cap, size_t bytes, GError **error)
   return TRUE;
 }
 
-/* Per-token workspace bytes of one pass. */
+/* The scan's chunk summaries for any pass of up to `images` images. */
+static size_t
+scan_ws_for (const CudaRunner *cr, const VimModelConfig *c, int images)
+{
+  size_t most = 0;
+  for (int m = 1; m <= images; m++) {
+    int G, P;
+    vimk_scan_plan (m, c->seq_len, c->d_inner, c->d_state, cr->scan_lanes, cr->scan_chunks,
+        &G, &P);
+    most = MAX (most, vimk_scan_workspace_bytes (m, c->d_inner, c->d_state, P));
+  }
+  return align256 (most);
+}
+
+/* xcy holds, in turn, the patches (embedding), the RMSNorm output and xc / y. */
+static size_t
+xcy_row_bytes (const CudaRunner *cr, const VimModelConfig *c)
+{
+  size_t b = (size_t) 2 * c->d_inner * cr->ts;
+  b = MAX (b, (size_t) cr->w->ldp * cr->ts_in);
+  b = MAX (b, (size_t) c->embed_dim * cr->ts_norm);
+  return b;
+}
+
+/* Workspace bytes of one pass of `images` images (without the scan's). */
 static size_t
 ws_bytes_for (const CudaRunner *cr, const VimModelConfig *c, int images)
 {
   const size_t rows = (size_t) images * c->seq_len;
   const int E = c->d_inner, D = c->embed_dim;
-  size_t xcy_w = MAX ((size_t) 2 * E, (size_t) cr->w->ldp);
-  xcy_w = MAX (xcy_w, (size_t) D);
   return align256 (rows * D * 4)                      /* residual */
-      + align256 (rows * 2 * E * cr->ts)               /* xz */
-      + align256 (rows * xcy_w * cr->ts)               /* xcy / normed / patches */
+      + align256 (rows * 2 * E * cr->ts_xz)            /* xz */
+      + align256 (rows * xcy_row_bytes (cr, c))        /* xcy */
       + align256 ((size_t) 2 * rows * cr->w->ldd * 4)  /* dbl */
       + align256 ((size_t) images * D * cr->ts);       /* feat */
 }
@@ -592,20 +648,22 @@ ensure_workspace (CudaRunner *cr, const VimModelConfig *c, int images, GError **
   dev_free (cr, &cr->ws, cr->ws_bytes);
   cr->ws_bytes = 0;
   cr->ws_images = 0;
-  size_t bytes = ws_bytes_for (cr, c, images);
+  const size_t scan_bytes = scan_ws_for (cr, c, images);
+  const size_t bytes = ws_bytes_for (cr, c, images) + scan_bytes;
   if (!dev_alloc (cr, &cr->ws, bytes, "the layer workspace", error))
     return FALSE;
   cr->ws_bytes = bytes;
   cr->ws_images = images;
   const size_t rows = (size_t) images * c->seq_len;
   const int E = c->d_inner, D = c->embed_dim;
-  size_t xcy_w = MAX (MAX ((size_t) 2 * E, (size_t) cr->w->ldp), (size_t) D);
   guint8 *p = cr->ws;
   cr->residual = (float *) p; p += align256 (rows * D * 4);
-  cr->xz = p; p += align256 (rows * 2 * E * cr->ts);
-  cr->xcy = p; p += align256 (rows * xcy_w * cr->ts);
+  cr->xz = p; p += align256 (rows * 2 * E * cr->ts_xz);
+  cr->xcy = p; p += align256 (rows * xcy_row_bytes (cr, c));
   cr->dbl = (float *) p; p += align256 ((size_t) 2 * rows * cr->w->ldd * 4);
-  cr->feat = p;
+  cr->feat = p; p += align256 ((size_t) images * D * cr->ts);
+  cr->scan_ws = scan_bytes ? p : NULL;
+  cr->scan_ws_bytes = scan_bytes;
   return TRUE;
 }
 
@@ -628,7 +686,7 @@ ensure_batch (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
     return FALSE;
   if (cr->input_cap < n) {
     graphs_clear (cr);
-    size_t img = (size_t) 3 * c->image_height * c->image_width * cr->ts;
+    size_t img = (size_t) 3 * c->image_height * c->image_width * cr->ts_in;
     dev_free (cr, &cr->input, (size_t) cr->input_cap * img);
     cr->input_cap = 0;
     int cap = grow (0, n);
@@ -656,17 +714,43 @@ ensure_batch (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
 /* ---- GEMM helpers ------------------------------------------------------------ */
 
 /* Row-major view: C[n][m] (pitch ldc) = A[m][k] (weights, pitch lda) x B[n][k]^T
- * (activations, pitch ldb) + beta C. */
+ * (activations, pitch ldb) + beta C; A and B of type ab. */
 static gboolean
-gemm (CudaRunner *cr, int m, int n, int k, const void *A, int lda, const void *B,
-    int ldb, void *C, cudaDataType ctype, int ldc, float beta, const char *what,
+gemm (CudaRunner *cr, VimkDType ab, int m, int n, int k, const void *A, int lda,
+    const void *B, int ldb, void *C, VimkDType ct, int ldc, float beta, const char *what,
     GError **error)
 {
   const float alpha = 1.f;
-  const cudaDataType t = cuda_type (cr->dt);
+  const cudaDataType t = cuda_type (ab);
   CKB (cublasGemmEx (cr->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, A, t, lda,
-          B, t, ldb, &beta, C, ctype, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT), what);
+          B, t, ldb, &beta, C, cuda_type (ct), ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+      what);
   return TRUE;
+}
+
+/* Stage timing (VIM_CUDA_PROFILE): events between the stages of a forward. */
+enum { ST_EMBED, ST_PATCH, ST_NORM, ST_IN, ST_CONV, ST_XPROJ, ST_SCAN, ST_OUT, ST_HEAD, ST_N };
+static const char *const stage_names[ST_N] = { "embed gather", "patch GEMM", "rmsnorm",
+  "in_proj GEMM", "conv+gate", "x_proj GEMM", "scan", "out_proj GEMM", "final+head" };
+
+typedef struct {
+  cudaEvent_t ev[4096];
+  int stage[4096];
+  int n;
+} Profile;
+
+static Profile *prof_active;
+
+static void
+prof_mark (CudaRunner *cr, int stage)
+{
+  Profile *p = prof_active;
+  if (p == NULL || p->n >= 4096)
+    return;
+  if (p->ev[p->n] == NULL && cudaEventCreate (&p->ev[p->n]) != cudaSuccess)
+    return;
+  cudaEventRecord (p->ev[p->n], cr->stream);
+  p->stage[p->n++] = stage;
 }
 
 #define CKK(expr, what) CK (expr, what)
@@ -676,73 +760,85 @@ static gboolean
 enqueue_pass (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **error)
 {
   const CudaWeights *w = cr->w;
+  const Types t = cr->t;
   const int D = c->embed_dim, E = c->d_inner, L = c->seq_len, N = c->d_state;
   const int rows = m * L;
-  const VimkDType dt = cr->dt;
-  const size_t ts = cr->ts;
   cudaStream_t s = cr->stream;
   const float eps = c->norm_eps;
 
+  if (prof_active)
+    prof_mark (cr, -1);
   VimkEmbedArgs ea = {
     .nseq = m, .H = c->image_height, .W = c->image_width, .P = c->patch_size,
     .stride = c->stride, .gh = c->grid_h, .gw = c->grid_w, .L = L, .D = D,
     .cls_index = c->cls_index,
-    .input = (const guint8 *) cr->input + (size_t) i0 * 3 * c->image_height * c->image_width * ts,
+    .input = (const guint8 *) cr->input
+        + (size_t) i0 * 3 * c->image_height * c->image_width * cr->ts_in,
     .patches = cr->xcy, .ldp = w->ldp, .residual = cr->residual,
     .pos = w->pos, .cls = w->cls, .patch_b = w->patch_b,
   };
-  CKK (vimk_embed_prepare (dt, &ea, s), "patch gather");
-  if (!gemm (cr, D, rows, w->kp, w->patch_w, w->kp, cr->xcy, w->ldp, cr->residual,
-          CUDA_R_32F, D, 1.f, "patch embedding", error))
+  CKK (vimk_embed_prepare (t.in, &ea, s), "patch gather");
+  prof_mark (cr, ST_EMBED);
+  if (!gemm (cr, t.in, D, rows, w->kp, w->patch_w, w->kp, cr->xcy, w->ldp, cr->residual,
+          VIMK_F32, D, 1.f, "patch embedding", error))
     return FALSE;
+  prof_mark (cr, ST_PATCH);
 
   const gboolean cls_only = c->cls_index >= 0;
   for (int l = 0; l < c->depth; l++) {
     const CudaLayer *ly = &w->layers[l];
     const gboolean last = l == c->depth - 1;
-    CKK (vimk_rmsnorm (dt, cr->residual, D, ly->norm_w, cr->xcy, D, rows, D, eps, s),
+    CKK (vimk_rmsnorm (t.norm, cr->residual, D, ly->norm_w, cr->xcy, D, rows, D, eps, s),
         "rmsnorm");
-    if (!gemm (cr, 2 * E, rows, D, ly->in_w, D, cr->xcy, D, cr->xz, cuda_type (dt),
+    prof_mark (cr, ST_NORM);
+    if (!gemm (cr, t.norm, 2 * E, rows, D, ly->in_w, D, cr->xcy, D, cr->xz, t.xz,
             2 * E, 0.f, "in_proj", error))
       return FALSE;
-    CKK (vimk_conv_gate (dt, cr->xz, cr->xcy, ly->conv_w, ly->conv_b, m, L, E,
+    prof_mark (cr, ST_IN);
+    CKK (vimk_conv_gate (t.xz, t.act, cr->xz, cr->xcy, ly->conv_w, ly->conv_b, m, L, E,
             c->d_conv, s), "conv1d");
+    prof_mark (cr, ST_CONV);
     {
       const float alpha = 1.f, beta = 0.f;
-      const cudaDataType t = cuda_type (dt);
+      const cudaDataType ab = cuda_type (t.act);
       CKB (cublasGemmStridedBatchedEx (cr->blas, CUBLAS_OP_T, CUBLAS_OP_N,
               w->ldd, rows, E, &alpha,
-              ly->x_w, t, E, (long long) w->ldd * E,
-              cr->xcy, t, 2 * E, (long long) E,
+              ly->x_w, ab, E, (long long) w->ldd * E,
+              cr->xcy, ab, 2 * E, (long long) E,
               &beta, cr->dbl, CUDA_R_32F, w->ldd, (long long) rows * w->ldd,
               2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT), "x_proj");
     }
+    prof_mark (cr, ST_XPROJ);
     VimkScanArgs sa = {
       .nseq = m, .L = L, .E = E, .N = N, .R = c->dt_rank, .r_pad = w->r_pad,
       .dbl = cr->dbl, .ldd = w->ldd, .b_off = w->b_off,
-      .gate = (const guint8 *) cr->xz + (size_t) E * ts, .ld_gate = 2 * E,
+      .gate = (const guint8 *) cr->xz + (size_t) E * cr->ts_xz, .ld_gate = 2 * E,
+      .gate_dtype = t.xz,
       .xy = cr->xcy, .ld_xy = 2 * E,
       .A2 = ly->A2, .Wdt = ly->dt_w, .bdt = ly->dt_b, .Dv = ly->Dv,
-      .lanes = cr->scan_lanes, .poly_exps = cr->scan_poly,
+      .lanes = cr->scan_lanes, .chunks = cr->scan_chunks, .poly_exps = cr->scan_poly,
     };
-    CKK (vimk_scan (dt, &sa, s), "selective scan");
+    CKK (vimk_scan (t.act, &sa, cr->scan_ws, cr->scan_ws_bytes, s), "selective scan");
+    prof_mark (cr, ST_SCAN);
     if (last && cls_only) {
       /* only the class-token rows feed the head */
-      if (!gemm (cr, D, m, 2 * E, ly->out_w, 2 * E,
-              (const guint8 *) cr->xcy + (size_t) c->cls_index * 2 * E * ts, L * 2 * E,
-              cr->residual + (size_t) c->cls_index * D, CUDA_R_32F, L * D, 1.f,
+      if (!gemm (cr, t.act, D, m, 2 * E, ly->out_w, 2 * E,
+              (const guint8 *) cr->xcy + (size_t) c->cls_index * 2 * E * cr->ts, L * 2 * E,
+              cr->residual + (size_t) c->cls_index * D, VIMK_F32, L * D, 1.f,
               "out_proj (class token)", error))
         return FALSE;
-    } else if (!gemm (cr, D, rows, 2 * E, ly->out_w, 2 * E, cr->xcy, 2 * E,
-            cr->residual, CUDA_R_32F, D, 1.f, "out_proj", error))
+    } else if (!gemm (cr, t.act, D, rows, 2 * E, ly->out_w, 2 * E, cr->xcy, 2 * E,
+            cr->residual, VIMK_F32, D, 1.f, "out_proj", error))
       return FALSE;
+    prof_mark (cr, ST_OUT);
   }
   float *logits = cr->logits + (size_t) i0 * c->num_classes;
-  CKK (vimk_final_prepare (dt, cr->residual, m, L, D, c->cls_index, w->norm_f, eps,
+  CKK (vimk_final_prepare (t.act, cr->residual, m, L, D, c->cls_index, w->norm_f, eps,
           cr->feat, logits, w->head_b, c->num_classes, s), "final norm");
-  if (!gemm (cr, c->num_classes, m, D, w->head_w, D, cr->feat, D, logits, CUDA_R_32F,
+  if (!gemm (cr, t.act, c->num_classes, m, D, w->head_w, D, cr->feat, D, logits, VIMK_F32,
           c->num_classes, 1.f, "head", error))
     return FALSE;
+  prof_mark (cr, ST_HEAD);
   return TRUE;
 }
 
@@ -855,7 +951,7 @@ upload_input (CudaRunner *cr, const VimModelConfig *c, const float *input, int n
     if (off > 0 && !sync_stream (cr, error))
       return FALSE;
     memcpy (cr->h_stage, input + off, cnt * 4);
-    CK (vimk_convert_from_f32 (cr->dt, (guint8 *) cr->input + off * cr->ts, stage_dev, cnt,
+    CK (vimk_convert_from_f32 (cr->t.in, (guint8 *) cr->input + off * cr->ts_in, stage_dev, cnt,
             cr->stream), "uploading the input");
   }
   return TRUE;
@@ -1060,7 +1156,7 @@ cuda_classify (VimRunner *r, const VimFrame *frames, int n, float *logits, GErro
   if (!ctx_enter (cr, &g, error))
     return FALSE;
   gboolean ok = ensure_batch (cr, c, n, error)
-      && enqueue_preprocess (cr, c, frames, n, g.caller, cr->dt, cr->input, error)
+      && enqueue_preprocess (cr, c, frames, n, g.caller, cr->t.in, cr->input, error)
       && run_forward (cr, c, n, error)
       && fetch_logits (cr, c, n, logits, error);
   ctx_leave (&g);
@@ -1186,7 +1282,7 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
     }
   }
   if (cr->w == NULL) {
-    cr->w = weights_upload (model, cr->ctx, r->options.precision, cr->dt, error);
+    cr->w = weights_upload (model, cr->ctx, r->options.precision, error);
     if (cr->w)
       model->device_weights = g_slist_prepend (model->device_weights, cr->w);
   }
@@ -1202,6 +1298,8 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
   long long imgs = budget / (long long) per_image;
   cr->pass_images = (int) CLAMP (imgs, 1, 4096);
   cr->scan_lanes = env_int ("VIM_CUDA_SCAN_LANES", 0);
+  cr->scan_chunks = env_int ("VIM_CUDA_SCAN_CHUNKS", 0);
+  cr->profile = env_int ("VIM_CUDA_PROFILE", 0) != 0;
   cr->scan_poly = env_int ("VIM_CUDA_SCAN_POLY", -1);
   cr->use_graphs = env_int ("VIM_CUDA_GRAPHS", 1) != 0;
   cr->graphs = g_array_new (FALSE, TRUE, sizeof (GraphEntry));
@@ -1217,18 +1315,18 @@ vim_runner_cuda_init (VimRunner *r, GError **error)
   if (!driver_load (error))
     return FALSE;
 
-  CudaRunner *cr = g_new0 (CudaRunner, 1);
-  switch (r->options.precision) {
-    case VIM_PRECISION_FP32: cr->dt = VIMK_F32; break;
-    case VIM_PRECISION_FP16: cr->dt = VIMK_F16; break;
-    case VIM_PRECISION_BF16: cr->dt = VIMK_BF16; break;
-    default:
-      g_set_error (error, VIM_ERROR, VIM_ERROR_INVALID_ARGUMENT,
-          "unknown precision %d", (int) r->options.precision);
-      g_free (cr);
-      return FALSE;
+  if (r->options.precision != VIM_PRECISION_FP32 && r->options.precision != VIM_PRECISION_FP16
+      && r->options.precision != VIM_PRECISION_BF16) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_INVALID_ARGUMENT,
+        "unknown precision %d", (int) r->options.precision);
+    return FALSE;
   }
-  cr->ts = vimk_dtype_size (cr->dt);
+  CudaRunner *cr = g_new0 (CudaRunner, 1);
+  cr->t = types_for (r->options.precision);
+  cr->ts = vimk_dtype_size (cr->t.act);
+  cr->ts_in = vimk_dtype_size (cr->t.in);
+  cr->ts_norm = vimk_dtype_size (cr->t.norm);
+  cr->ts_xz = vimk_dtype_size (cr->t.xz);
 
   /* The device: the caller's current context when it is on the asked-for
    * device (or none was asked for), else that device's primary context. */
@@ -1393,17 +1491,39 @@ vim_runner_cuda_bench (VimRunner *r, int n, int min_iters, int max_iters,
   out->weight_bytes = cr->w->bytes;
   out->act_bytes = cr->dev_peak;
   plan_passes (cr, n, &out->passes, &out->pass_images);
-  {
-    int64_t chains = (int64_t) out->pass_images * 2 * c->d_inner;
-    int G = cr->scan_lanes;
-    if (G == 0) {
-      G = 1;
-      while (G < c->d_state && G < 16 && chains * G < (int64_t) cr->sm_count * 512)
-        G *= 2;
-    }
-    out->scan_lanes = G;
-  }
+  vimk_scan_plan (out->pass_images, c->seq_len, c->d_inner, c->d_state, cr->scan_lanes,
+      cr->scan_chunks, &out->scan_lanes, &out->scan_chunks);
   out->graphs = cr->use_graphs;
+  if (cr->profile) {
+    /* one eager forward with an event after every stage */
+    Profile *p = g_new0 (Profile, 1);
+    prof_active = p;
+    gboolean pok = enqueue_forward (cr, c, n, error);
+    prof_active = NULL;
+    if (pok)
+      pok = sync_stream (cr, error);
+    if (pok) {
+      double tot[ST_N] = { 0 }, all = 0;
+      for (int i = 1; i < p->n; i++) {
+        float ms = 0.f;
+        if (p->stage[i] >= 0 && cudaEventElapsedTime (&ms, p->ev[i - 1], p->ev[i]) == cudaSuccess) {
+          tot[p->stage[i]] += ms;
+          all += ms;
+        }
+      }
+      g_printerr ("profile %s %dx%d batch %d (eager, %d passes of %d):", c->name,
+          c->image_height, c->image_width, n, out->passes, out->pass_images);
+      for (int st = 0; st < ST_N; st++)
+        g_printerr (" %s %.3f ms (%.0f%%);", stage_names[st], tot[st], 100.0 * tot[st] / MAX (all, 1e-9));
+      g_printerr (" total %.3f ms\n", all);
+    }
+    for (int i = 0; i < 4096; i++)
+      if (p->ev[i])
+        cudaEventDestroy (p->ev[i]);
+    g_free (p);
+    if (!pok)
+      goto out;
+  }
   ok = TRUE;
 out:
   if (ev[0]) cudaEventDestroy (ev[0]);

@@ -9,8 +9,8 @@ constexpr int kMaxK = 8;
 constexpr int kTokensPerThread = 4;
 
 /* grid: (ceil(E / blockDim), ceil(L / kTokensPerThread), nseq) */
-template <typename T>
-__global__ void conv_gate_kernel (T *__restrict__ xz, T *__restrict__ xc,
+template <typename T, typename TC>
+__global__ void conv_gate_kernel (T *__restrict__ xz, TC *__restrict__ xc,
     const float *__restrict__ conv_w, const float *__restrict__ conv_b,
     int L, int E, int K)
 {
@@ -61,8 +61,9 @@ __global__ void conv_gate_kernel (T *__restrict__ xz, T *__restrict__ xc,
 } // namespace
 
 extern "C" cudaError_t
-vimk_conv_gate (VimkDType dt, void *xz, void *xc, const float *conv_w,
-    const float *conv_b, int nseq, int L, int E, int K, cudaStream_t stream)
+vimk_conv_gate (VimkDType xz_dt, VimkDType xc_dt, void *xz, void *xc,
+    const float *conv_w, const float *conv_b, int nseq, int L, int E, int K,
+    cudaStream_t stream)
 {
   if (nseq <= 0 || L <= 0)
     return cudaSuccess;
@@ -70,8 +71,15 @@ vimk_conv_gate (VimkDType dt, void *xz, void *xc, const float *conv_w,
     return cudaErrorInvalidValue;
   const int threads = E >= 128 ? 128 : 32 * (int) cdiv (E, 32);
   dim3 grid ((unsigned) cdiv (E, threads), (unsigned) cdiv (L, kTokensPerThread), (unsigned) nseq);
-  VIMK_DISPATCH_DTYPE (dt, T,
-      conv_gate_kernel<T><<<grid, threads, 0, stream>>> ((T *) xz, (T *) xc,
+  if (xz_dt == VIMK_F32 && xc_dt == VIMK_BF16) {
+    conv_gate_kernel<float, __nv_bfloat16><<<grid, threads, 0, stream>>> ((float *) xz,
+        (__nv_bfloat16 *) xc, conv_w, conv_b, L, E, K);
+    return cudaGetLastError ();
+  }
+  if (xz_dt != xc_dt)
+    return cudaErrorInvalidValue;
+  VIMK_DISPATCH_DTYPE (xz_dt, T,
+      conv_gate_kernel<T, T><<<grid, threads, 0, stream>>> ((T *) xz, (T *) xc,
           conv_w, conv_b, L, E, K));
   return cudaGetLastError ();
 }

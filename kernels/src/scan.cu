@@ -1,204 +1,340 @@
 /* Bidirectional selective scan (Mamba-1, bimamba v2) with dt_proj, softplus,
  * the D skip and the SiLU(z) gate fused in.
  *
- * Work split: one chain = (sequence, direction, channel) runs over the L
- * tokens in order; its N states are spread over G consecutive lanes
- * (NS = N / G states per lane). G = 1 is cheapest per state-step; larger G
- * buys parallelism when there are few chains (small batches).
+ * Work split. A chain = (sequence, direction, channel) runs over the tokens
+ * in scan order (backward = mirrored indexing, no flips). Its N states are
+ * spread over G consecutive lanes (NS = N / G per lane), and its steps may
+ * be cut into P chunks run in parallel: a first launch (summary) runs each
+ * chunk but the last from a zero state and keeps its end state and the sum
+ * of its deltas; the main launch folds the summaries of the chunks before
+ * its own into the true starting state, exp2(A * sum delta) being the
+ * chunk's decay, then runs its chunk with outputs. G = 1, P = 1 is the
+ * cheapest per state-step; G and P buy parallelism for small batches and
+ * long sequences.
  *
- * Per block of G steps, lane g computes delta and delta*u for step sb + g
- * (dt_proj dot product + softplus) and hands them to the other lanes by
- * shuffles; every lane then advances its NS states over the G steps,
- * keeping one partial output per step, and a transposing butterfly leaves
- * lane g with the full sum over the N states for step sb + g, which it
- * finishes (D skip, gate) and writes in place of its input u.
+ * Memory. A warp's lanes all work on the same tokens, so each warp stages
+ * the per-token rows (dt_low, B, C) of the next tile of TT steps into its own
+ * shared memory with cp.async while it computes the current tile, and
+ * prefetches its lanes' u and gate values into registers one tile ahead.
  *
- * The exponential exp(delta * A) is the bottleneck at large batch (one per
- * token, channel, state and direction on the special-function unit, 16 per
- * SM per clock). KP of a lane's NS exponentials are computed with a
- * polynomial on the FMA pipes instead, which balances the two units.
+ * Per block of G steps, lane g computes delta (dt_proj dot product, softplus)
+ * for step sb + g and hands delta and delta*u to the other lanes by
+ * shuffles; each lane advances its NS states over the G steps keeping one
+ * partial output per step, and a transposing butterfly leaves lane g with
+ * the sum over all N states for step sb + g, which it finishes (D skip,
+ * gate) and writes in place of u.
+ *
+ * The exponential exp(delta * A) (one per token, channel, state and
+ * direction) is the bottleneck on the special-function unit (16 per SM per
+ * clock); KP of a lane's NS exponentials use a polynomial on the FMA pipes.
  */
 #include "common.cuh"
+#include <cuda_pipeline.h>
 
 using namespace vimk;
 
 namespace {
 
-template <typename T, int N, int G, int RV, int KP>
-__global__ void __launch_bounds__ (128)
-scan_kernel (VimkScanArgs a)
+constexpr int kThreads = 128;
+/* steps per staged tile: a multiple of G, small enough that the lanes' u and
+ * gate prefetch registers stay few */
+__host__ __device__ constexpr int tile_steps (int G) { return G >= 16 ? 16 : 8; }
+
+struct ScanParams {
+  VimkScanArgs a;
+  int P, Tc;                    /* chunks, steps per chunk (multiple of TT) */
+  float *summ;                  /* [nseq][2][P][E][N] end states */
+  float *summS;                 /* [nseq][2][P][E] delta sums */
+};
+
+/* transposing butterfly over G lanes: lane g ends with sum over lanes of p[g] */
+template <int G, int HALF>
+__device__ __forceinline__ void butterfly (float *p, int g)
+{
+  if constexpr (HALF >= 1) {
+    const bool upper = (g & HALF) != 0;
+#pragma unroll
+    for (int i = 0; i < HALF; i++) {
+      float send = upper ? p[i] : p[i + HALF];
+      float keep = upper ? p[i + HALF] : p[i];
+      p[i] = keep + __shfl_xor_sync (0xffffffffu, send, HALF, G);
+    }
+    butterfly<G, HALF / 2> (p, g);
+  }
+}
+
+template <typename T, typename TG, int N, int G, int RV, int KP, bool SUMMARY>
+__global__ void __launch_bounds__ (kThreads)
+scan_kernel (ScanParams sp)
 {
   constexpr int NS = N / G;
-  const int tid = threadIdx.x;
+  constexpr int TT = tile_steps (G);
+  constexpr int PER = TT / G;                 /* steps per lane per tile */
+  const VimkScanArgs &a = sp.a;
+  extern __shared__ float4 smem4[];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = tid % G;
-  const int cpb = blockDim.x / G;               /* chains per block */
+  const int cpb = kThreads / G;
   const int c_raw = blockIdx.x * cpb + tid / G;
   const bool active = c_raw < a.E;
   const int c = active ? c_raw : a.E - 1;
-  const int dir = blockIdx.y;
+  const int dir = blockIdx.y & 1;
+  const int k = blockIdx.y >> 1;              /* chunk in scan order */
   const int seq = blockIdx.z;
-  const int L = a.L, E = a.E;
+  const int L = a.L, E = a.E, ldd = a.ldd;
   const int64_t rows = (int64_t) a.nseq * L;
   const int64_t seq_base = (int64_t) seq * L;
   const int rv = a.r_pad / 4;
+  const int s0 = k * sp.Tc;
+  const int s1 = min (L, s0 + sp.Tc);
+  if (SUMMARY && k == sp.P - 1)
+    return;                                   /* the last chunk's end state is never needed */
 
-  const float *dbl = a.dbl + (int64_t) dir * rows * a.ldd;
-  const T *gate = (const T *) a.gate;
+  const float *dbl = a.dbl + (int64_t) dir * rows * ldd;
+  const TG *gate = (const TG *) a.gate;
   T *xy = (T *) a.xy;
   const int64_t col = (int64_t) dir * E + c;
+  const int64_t pc = (int64_t) dir * E + c;   /* parameter row */
 
   float A2[NS], h[NS];
 #pragma unroll
   for (int i = 0; i < NS; i++) {
-    A2[i] = a.A2[((int64_t) dir * E + c) * N + g * NS + i];
+    A2[i] = a.A2[pc * N + g * NS + i];
     h[i] = 0.f;
   }
+  if (!SUMMARY && k > 0) {
+    /* fold the summaries of chunks 0 .. k-1 into the starting state */
+    const int64_t sbase = ((int64_t) seq * 2 + dir) * sp.P;
+    for (int j = 0; j < k; j++) {
+      const float S = sp.summS[(sbase + j) * E + c];
+      const float *he = sp.summ + ((sbase + j) * E + c) * N + g * NS;
+#pragma unroll
+      for (int i = 0; i < NS; i++)
+        h[i] = fmaf (ex2_mufu (S * A2[i]), h[i], he[i]);
+    }
+  }
   float4 wd[RV];
-  const float4 *wrow = (const float4 *) (a.Wdt + ((int64_t) dir * E + c) * a.r_pad);
+  const float4 *wrow = (const float4 *) (a.Wdt + pc * a.r_pad);
 #pragma unroll
   for (int i = 0; i < RV; i++)
     wd[i] = i < rv ? wrow[i] : make_float4 (0.f, 0.f, 0.f, 0.f);
-  const float bdt = a.bdt[dir * E + c];
-  const float Dv = a.Dv[dir * E + c];
+  const float bdt = a.bdt[pc];
+  const float Dv = a.Dv[pc];
+  float Ssum = 0.f;
 
-  for (int sb = 0; sb < L; sb += G) {
-    /* this lane's step: delta, delta * u */
-    const int s = sb + g;
-    const bool valid = s < L;
-    const int sc = valid ? s : L - 1;
-    const int64_t row = seq_base + (dir ? L - 1 - sc : sc);
-    float u = ld<T> (xy + row * a.ld_xy + col);
-    const float4 *dt4 = (const float4 *) (dbl + row * a.ldd);
-    float acc0 = bdt, acc1 = 0.f;
-#pragma unroll
-    for (int i = 0; i < RV; i++) {
-      if (i < rv) {
-        float4 v = __ldg (dt4 + i);
-        acc0 = fmaf (v.x, wd[i].x, acc0);
-        acc1 = fmaf (v.y, wd[i].y, acc1);
-        acc0 = fmaf (v.z, wd[i].z, acc0);
-        acc1 = fmaf (v.w, wd[i].w, acc1);
-      }
+  /* this warp's staging buffers: 2 x TT rows of ldd floats */
+  float *stage = (float *) smem4 + (size_t) warp * 2 * TT * ldd;
+  const int q4 = ldd / 4;                     /* float4 per row */
+
+  auto token_row = [&] (int s) -> int64_t {
+    s = min (s, s1 - 1);
+    return seq_base + (dir ? L - 1 - s : s);
+  };
+  auto stage_tile = [&] (int t0, int buf) {
+    float *dst = stage + (size_t) buf * TT * ldd;
+    for (int q = lane; q < TT * q4; q += 32) {
+      int r = q / q4, cc = q - r * q4;
+      __pipeline_memcpy_async (dst + r * ldd + cc * 4, dbl + token_row (t0 + r) * ldd + cc * 4, 16);
     }
-    float delta = valid ? softplus_f (acc0 + acc1) : 0.f;
-    float du = delta * u;
+    __pipeline_commit ();
+  };
+  /* u and gate of this lane's steps (t0 + g + G m) */
+  float un[PER], gn[PER];
+  auto fetch_lane = [&] (int t0, float *uu, float *gg) {
+#pragma unroll
+    for (int m = 0; m < PER; m++) {
+      int64_t row = token_row (t0 + g + G * m);
+      uu[m] = ld<T> (xy + row * a.ld_xy + col);
+      if (!SUMMARY)
+        gg[m] = ld<TG> (gate + row * a.ld_gate + c);
+    }
+  };
 
-    float p[G];
+  stage_tile (s0, 0);
+  fetch_lane (s0, un, gn);
+  int buf = 0;
+  for (int t0 = s0; t0 < s1; t0 += TT) {
+    float uc[PER], gc[PER];
 #pragma unroll
-    for (int j = 0; j < G; j++) {
-      float dj, duj;
-      if (G == 1) {
-        dj = delta;
-        duj = du;
-      } else {
-        dj = __shfl_sync (0xffffffffu, delta, j, G);
-        duj = __shfl_sync (0xffffffffu, du, j, G);
-      }
-      const int sj = min (sb + j, L - 1);
-      const int64_t rowj = seq_base + (dir ? L - 1 - sj : sj);
-      const float *bc = dbl + rowj * a.ldd + a.b_off + g * NS;
-      float Bv[NS], Cv[NS];
-      if constexpr (NS % 4 == 0) {
+    for (int m = 0; m < PER; m++) {
+      uc[m] = un[m];
+      gc[m] = gn[m];
+    }
+    const bool more = t0 + TT < s1;
+    if (more) {
+      stage_tile (t0 + TT, buf ^ 1);
+      fetch_lane (t0 + TT, un, gn);
+      __pipeline_wait_prior (1);
+    } else {
+      __pipeline_wait_prior (0);
+    }
+    __syncwarp ();
+    const float *tile = stage + (size_t) buf * TT * ldd;
+
 #pragma unroll
-        for (int i = 0; i < NS; i += 4) {
-          float4 b4 = __ldg ((const float4 *) (bc + i));
-          float4 c4 = __ldg ((const float4 *) (bc + N + i));
-          Bv[i] = b4.x; Bv[i + 1] = b4.y; Bv[i + 2] = b4.z; Bv[i + 3] = b4.w;
-          Cv[i] = c4.x; Cv[i + 1] = c4.y; Cv[i + 2] = c4.z; Cv[i + 3] = c4.w;
+    for (int m = 0; m < PER; m++) {
+      const int sb = t0 + m * G;
+      /* this lane's step sb + g */
+      const int s = sb + g;
+      const bool valid = s < s1;
+      const float4 *dt4 = (const float4 *) (tile + (m * G + g) * ldd);
+      float acc0 = bdt, acc1 = 0.f;
+#pragma unroll
+      for (int i = 0; i < RV; i++) {
+        if (i < rv) {
+          float4 v = dt4[i];
+          acc0 = fmaf (v.x, wd[i].x, acc0);
+          acc1 = fmaf (v.y, wd[i].y, acc1);
+          acc0 = fmaf (v.z, wd[i].z, acc0);
+          acc1 = fmaf (v.w, wd[i].w, acc1);
         }
-      } else {
+      }
+      const float delta = valid ? softplus_f (acc0 + acc1) : 0.f;
+      const float u = uc[m];
+      const float du = delta * u;
+      if (SUMMARY)
+        Ssum += delta;
+
+      float p[G];
+#pragma unroll
+      for (int j = 0; j < G; j++) {
+        float dj, duj;
+        if (G == 1) {
+          dj = delta;
+          duj = du;
+        } else {
+          dj = __shfl_sync (0xffffffffu, delta, j, G);
+          duj = __shfl_sync (0xffffffffu, du, j, G);
+        }
+        const float *bc = tile + (m * G + j) * ldd + a.b_off + g * NS;
+        float Bv[NS], Cv[NS];
+        if constexpr (NS % 4 == 0) {
+#pragma unroll
+          for (int i = 0; i < NS; i += 4) {
+            float4 b4 = *(const float4 *) (bc + i);
+            Bv[i] = b4.x; Bv[i + 1] = b4.y; Bv[i + 2] = b4.z; Bv[i + 3] = b4.w;
+            if (!SUMMARY) {
+              float4 c4 = *(const float4 *) (bc + N + i);
+              Cv[i] = c4.x; Cv[i + 1] = c4.y; Cv[i + 2] = c4.z; Cv[i + 3] = c4.w;
+            }
+          }
+        } else {
+#pragma unroll
+          for (int i = 0; i < NS; i++) {
+            Bv[i] = bc[i];
+            if (!SUMMARY)
+              Cv[i] = bc[N + i];
+          }
+        }
+        float pa = 0.f, pb = 0.f;
 #pragma unroll
         for (int i = 0; i < NS; i++) {
-          Bv[i] = __ldg (bc + i);
-          Cv[i] = __ldg (bc + N + i);
+          float x = dj * A2[i];
+          float dA = i < KP ? ex2_poly (x) : ex2_mufu (x);
+          h[i] = fmaf (dA, h[i], duj * Bv[i]);
+          if (!SUMMARY) {
+            if (i & 1)
+              pb = fmaf (Cv[i], h[i], pb);
+            else
+              pa = fmaf (Cv[i], h[i], pa);
+          }
+        }
+        p[j] = pa + pb;
+      }
+      if (!SUMMARY) {
+        butterfly<G, G / 2> (p, g);
+        if (valid && active) {
+          const int64_t row = token_row (s);
+          st (xy + row * a.ld_xy + col, (p[0] + Dv * u) * gc[m]);
         }
       }
-      float pa = 0.f, pb = 0.f;
-#pragma unroll
-      for (int i = 0; i < NS; i++) {
-        float x = dj * A2[i];
-        float dA = i < KP ? ex2_poly (x) : ex2_mufu (x);
-        h[i] = fmaf (dA, h[i], duj * Bv[i]);
-        if (i & 1)
-          pb = fmaf (Cv[i], h[i], pb);
-        else
-          pa = fmaf (Cv[i], h[i], pa);
-      }
-      p[j] = pa + pb;
     }
+    __syncwarp ();
+    buf ^= 1;
+  }
 
-    /* transposing butterfly: lane g ends with sum over lanes of p[g] */
+  if (SUMMARY) {
 #pragma unroll
-    for (int half = G / 2; half >= 1; half /= 2) {
-      const bool upper = (g & half) != 0;
+    for (int o = G / 2; o >= 1; o /= 2)
+      Ssum += __shfl_xor_sync (0xffffffffu, Ssum, o, G);
+    if (active) {
+      const int64_t idx = ((int64_t) seq * 2 + dir) * sp.P + k;
+      float *he = sp.summ + (idx * E + c) * N + g * NS;
 #pragma unroll
-      for (int i = 0; i < half; i++) {
-        float send = upper ? p[i] : p[i + half];
-        float keep = upper ? p[i + half] : p[i];
-        p[i] = keep + __shfl_xor_sync (0xffffffffu, send, half, G);
-      }
-    }
-
-    if (valid && active) {
-      float y = (p[0] + Dv * u) * ld<T> (gate + row * a.ld_gate + c);
-      st (xy + row * a.ld_xy + col, y);
+      for (int i = 0; i < NS; i++)
+        he[i] = h[i];
+      if (g == 0)
+        sp.summS[idx * E + c] = Ssum;
     }
   }
 }
 
-typedef void (*ScanFn) (VimkScanArgs);
+typedef void (*ScanFn) (ScanParams);
 
-template <typename T, int N, int G, int RV>
+template <typename T, typename TG, int N, int G, int RV, bool S>
 ScanFn pick_kp (int kp)
 {
   if constexpr (G == 1 && N == 16) {
     switch (kp) {
-      case 0: return scan_kernel<T, N, G, RV, 0>;
-      case 2: return scan_kernel<T, N, G, RV, 2>;
-      case 3: return scan_kernel<T, N, G, RV, 3>;
-      case 4: return scan_kernel<T, N, G, RV, 4>;
+      case 0: return scan_kernel<T, TG, N, G, RV, 0, S>;
+      case 3: return scan_kernel<T, TG, N, G, RV, 3, S>;
       default: return nullptr;
     }
   } else {
-    return kp == 0 ? scan_kernel<T, N, G, RV, 0> : nullptr;
+    return kp == 0 ? scan_kernel<T, TG, N, G, RV, 0, S> : nullptr;
   }
 }
 
-template <typename T, int N, int G>
+template <typename T, typename TG, int N, int G, bool S>
 ScanFn pick_rv (int rv, int kp)
 {
   if (rv <= 4)
-    return pick_kp<T, N, G, 4> (kp);
+    return pick_kp<T, TG, N, G, 4, S> (kp);
   if constexpr (N == 16) {
     if (rv <= 8)
-      return pick_kp<T, N, G, 8> (kp);
+      return pick_kp<T, TG, N, G, 8, S> (kp);
     if (rv <= 16)
-      return pick_kp<T, N, G, 16> (kp);
+      return pick_kp<T, TG, N, G, 16, S> (kp);
   }
   return nullptr;
 }
 
-template <typename T, int N>
+template <typename T, typename TG, int N, bool S>
 ScanFn pick_g (int G, int rv, int kp)
 {
   switch (G) {
-    case 1: return pick_rv<T, N, 1> (rv, kp);
-    case 2: return N >= 2 ? pick_rv<T, N, 2> (rv, kp) : nullptr;
-    case 4: return pick_rv<T, N, 4> (rv, kp);
-    case 8: return pick_rv<T, N, 8> (rv, kp);
-    case 16: if constexpr (N >= 16) return pick_rv<T, N, 16> (rv, kp); else return nullptr;
+    case 1: return pick_rv<T, TG, N, 1, S> (rv, kp);
+    case 2: return pick_rv<T, TG, N, 2, S> (rv, kp);
+    case 4: return pick_rv<T, TG, N, 4, S> (rv, kp);
+    case 8: return pick_rv<T, TG, N, 8, S> (rv, kp);
+    case 16: if constexpr (N >= 16) return pick_rv<T, TG, N, 16, S> (rv, kp); else return nullptr;
     default: return nullptr;
   }
 }
 
-template <typename T>
-ScanFn pick (int N, int G, int rv, int kp)
+template <typename T, typename TG, bool S>
+ScanFn pick_n (int N, int G, int rv, int kp)
 {
   switch (N) {
-    case 8: return pick_g<T, 8> (G, rv, kp);
-    case 16: return pick_g<T, 16> (G, rv, kp);
+    case 8: return pick_g<T, TG, 8, S> (G, rv, kp);
+    case 16: return pick_g<T, TG, 16, S> (G, rv, kp);
     default: return nullptr;
   }
+}
+
+template <bool S>
+ScanFn pick (VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp)
+{
+  if (gdt == dt) {
+    switch (dt) {
+      case VIMK_F32: return pick_n<float, float, S> (N, G, rv, kp);
+      case VIMK_F16: return pick_n<__half, __half, S> (N, G, rv, kp);
+      case VIMK_BF16: return pick_n<__nv_bfloat16, __nv_bfloat16, S> (N, G, rv, kp);
+    }
+  } else if (dt == VIMK_BF16 && gdt == VIMK_F32) {
+    return pick_n<__nv_bfloat16, float, S> (N, G, rv, kp);
+  }
+  return nullptr;
 }
 
 int sm_count ()
@@ -223,33 +359,93 @@ vimk_scan_supported (int N, int R)
   return 0;
 }
 
+extern "C" void
+vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
+    int *lanes_out, int *chunks_out)
+{
+  /* about 16 warps per SM: lanes up to 4 first, then chunks of at least 4
+   * tiles, then more lanes */
+  const int64_t target = (int64_t) sm_count () * 512;
+  const int64_t chains = (int64_t) nseq * 2 * E;
+  int G = lanes > 0 ? lanes : 1;
+  int P = chunks > 0 ? chunks : 1;
+  if (lanes <= 0)
+    while (G < 4 && G < N && chains * G * P < target)
+      G *= 2;
+  const int max_p = (int) max ((int64_t) 1, cdiv (L, 64));
+  if (chunks <= 0)
+    while (P < 64 && P * 2 <= max_p && chains * G * P < target)
+      P *= 2;
+  if (lanes <= 0)
+    while (G < 16 && G < N && chains * G * P < target)
+      G *= 2;
+  *lanes_out = G;
+  *chunks_out = P;
+}
+
+extern "C" size_t
+vimk_scan_workspace_bytes (int nseq, int E, int N, int chunks)
+{
+  if (chunks <= 1)
+    return 0;
+  return (size_t) nseq * 2 * chunks * E * (N + 1) * sizeof (float) + 256;
+}
+
 extern "C" cudaError_t
-vimk_scan (VimkDType dt, const VimkScanArgs *a, cudaStream_t stream)
+vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspace_bytes,
+    cudaStream_t stream)
 {
   if (a->nseq <= 0 || a->L <= 0)
     return cudaSuccess;
   if (!vimk_scan_supported (a->N, a->R) || a->r_pad < a->R || (a->r_pad & 3)
       || (a->ldd & 3) || (a->b_off & 3) || a->nseq > 65535)
     return cudaErrorInvalidValue;
-  int G = a->lanes;
-  if (G == 0) {
-    /* enough threads for about 16 warps per SM, preferring G = 1 */
-    int64_t chains = (int64_t) a->nseq * 2 * a->E;
-    int64_t target = (int64_t) sm_count () * 512;
-    G = 1;
-    while (G < a->N && G < 16 && chains * G < target)
-      G *= 2;
-  }
-  int kp = a->poly_exps;
-  if (kp < 0)
-    kp = (G == 1 && a->N == 16) ? 3 : 0;
-  ScanFn fn = nullptr;
-  VIMK_DISPATCH_DTYPE (dt, T, fn = pick<T> (a->N, G, a->r_pad / 4, kp));
-  if (fn == nullptr)
+  int G, P;
+  vimk_scan_plan (a->nseq, a->L, a->E, a->N, a->lanes, a->chunks, &G, &P);
+  if (G > a->N || P < 1 || P * 2 > 65535)
     return cudaErrorInvalidValue;
-  const int threads = 128;
-  const int cpb = threads / G;
-  dim3 grid ((unsigned) cdiv (a->E, cpb), 2, (unsigned) a->nseq);
-  fn<<<grid, threads, 0, stream>>> (*a);
+  int kp = a->poly_exps;
+  if (kp < 0 || G != 1 || a->N != 16)
+    kp = (G == 1 && a->N == 16) ? (kp < 0 ? 3 : kp) : 0;
+  const VimkDType gdt = (VimkDType) (a->gate_dtype < 0 ? dt : a->gate_dtype);
+  ScanParams sp;
+  sp.a = *a;
+  sp.P = P;
+  const int tt = tile_steps (G);
+  sp.Tc = (int) cdiv (cdiv (a->L, P), tt) * tt;
+  sp.P = (int) cdiv (a->L, sp.Tc);            /* no empty chunks */
+  P = sp.P;
+  sp.summ = nullptr;
+  sp.summS = nullptr;
+  if (P > 1) {
+    size_t need = vimk_scan_workspace_bytes (a->nseq, a->E, a->N, P);
+    if (workspace == nullptr || workspace_bytes < need)
+      return cudaErrorInvalidValue;
+    sp.summ = (float *) workspace;
+    sp.summS = sp.summ + (size_t) a->nseq * 2 * P * a->E * a->N;
+  }
+  ScanFn main_fn = pick<false> (dt, gdt, a->N, G, a->r_pad / 4, kp);
+  ScanFn sum_fn = P > 1 ? pick<true> (dt, gdt, a->N, G, a->r_pad / 4, kp) : nullptr;
+  if (main_fn == nullptr || (P > 1 && sum_fn == nullptr))
+    return cudaErrorInvalidValue;
+  const int cpb = kThreads / G;
+  const size_t smem = (size_t) (kThreads / 32) * 2 * tt * a->ldd * sizeof (float);
+  if (smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute ((const void *) main_fn,
+        cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
+    if (e == cudaSuccess && sum_fn)
+      e = cudaFuncSetAttribute ((const void *) sum_fn,
+          cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
+    if (e != cudaSuccess)
+      return e;
+  }
+  dim3 grid ((unsigned) cdiv (a->E, cpb), (unsigned) (2 * P), (unsigned) a->nseq);
+  if (P > 1) {
+    sum_fn<<<grid, kThreads, smem, stream>>> (sp);
+    cudaError_t e = cudaGetLastError ();
+    if (e != cudaSuccess)
+      return e;
+  }
+  main_fn<<<grid, kThreads, smem, stream>>> (sp);
   return cudaGetLastError ();
 }

@@ -5,7 +5,7 @@
 #   tests/cuda/device-run.sh PHASE...
 #
 # Phases: info kernels fixtures preprocess runner-small runner-official top1
-#         sanitize bench-quick bench-knobs bench-full bench-targets
+#         sanitize profile bench-quick bench-knobs bench-full bench-targets
 # Environment: BUILD (default build-cuda); carry it and .cuda-libs
 # (tests/cuda/pack-libs.sh) with the call.
 set -u
@@ -82,21 +82,38 @@ for phase in "$@"; do
   bench-quick)
     { stamp bench-quick
       python3 bench/run-bench.py --build $B --set quick --compile none --json $O/bench-quick.json; } >> "$O/log-bench.txt" 2>&1 ;;
+  profile)
+    { stamp profile
+      f=$(gen ti-b --variant vim_ti --dtype F16)
+      f2=$(gen ti-1248 --variant vim_ti --image-size 1248 --dtype F16)
+      f3=$(gen s-224 --variant vim_s --dtype F16)
+      VIM_CUDA_PROFILE=1 $B/bench/vim-bench --model $f --batches 1,256 --label Ti --seconds 0.3
+      VIM_CUDA_PROFILE=1 $B/bench/vim-bench --model $f2 --batches 8 --label Ti1248 --seconds 0.3
+      VIM_CUDA_PROFILE=1 $B/bench/vim-bench --model $f3 --batches 256 --label S --seconds 0.3
+    } >> "$O/log-bench.txt" 2>&1 ;;
   bench-knobs)
     { stamp bench-knobs
       f=$(gen ti-b --variant vim_ti --dtype F16)
       f2=$(gen ti-1248 --variant vim_ti --image-size 1248 --dtype F16)
-      for pr in fp16 bf16 fp32; do
+      for pr in bf16 fp32; do
         $B/bench/vim-bench --model $f --precision $pr --batches 1,256 --label Ti-$pr --seconds 0.3
       done
-      for env in "VIM_CUDA_SCAN_POLY=0" "VIM_CUDA_SCAN_POLY=2" "VIM_CUDA_SCAN_POLY=4" \
-                 "VIM_CUDA_PASS_TOKENS=3000" "VIM_CUDA_PASS_TOKENS=12000" "VIM_CUDA_PASS_TOKENS=50432" \
-                 "VIM_CUDA_SCAN_LANES=1" "VIM_CUDA_SCAN_LANES=2" "VIM_CUDA_SCAN_LANES=4" \
-                 "VIM_CUDA_GRAPHS=0"; do
-        env $env $B/bench/vim-bench --model $f --batches 1,256 --label "Ti $env" --seconds 0.3
+      for env in "VIM_CUDA_SCAN_LANES=1 VIM_CUDA_SCAN_CHUNKS=1 VIM_CUDA_SCAN_POLY=0" \
+                 "VIM_CUDA_SCAN_LANES=1 VIM_CUDA_SCAN_CHUNKS=1 VIM_CUDA_SCAN_POLY=3" \
+                 "VIM_CUDA_SCAN_LANES=2 VIM_CUDA_SCAN_CHUNKS=1" "VIM_CUDA_SCAN_LANES=4 VIM_CUDA_SCAN_CHUNKS=1" \
+                 "VIM_CUDA_SCAN_LANES=1 VIM_CUDA_SCAN_CHUNKS=2" \
+                 "VIM_CUDA_PASS_TOKENS=3000" "VIM_CUDA_PASS_TOKENS=12000" "VIM_CUDA_PASS_TOKENS=25000" \
+                 "VIM_CUDA_PASS_TOKENS=50432 VIM_CUDA_SCAN_LANES=1"; do
+        env $env $B/bench/vim-bench --model $f --batches 256 --label "Ti $env" --seconds 0.3
       done
-      for env in "VIM_CUDA_PASS_TOKENS=6085" "VIM_CUDA_PASS_TOKENS=24340" "VIM_CUDA_PASS_TOKENS=48680" \
-                 "VIM_CUDA_SCAN_LANES=2" "VIM_CUDA_SCAN_LANES=8"; do
+      for env in "VIM_CUDA_SCAN_CHUNKS=1" "VIM_CUDA_SCAN_CHUNKS=2" "VIM_CUDA_SCAN_LANES=8" \
+                 "VIM_CUDA_SCAN_LANES=4 VIM_CUDA_SCAN_CHUNKS=4" "VIM_CUDA_GRAPHS=0"; do
+        env $env $B/bench/vim-bench --model $f --batches 1 --label "Ti $env" --seconds 0.3
+      done
+      for env in "VIM_CUDA_PASS_TOKENS=6085 VIM_CUDA_SCAN_CHUNKS=16" "VIM_CUDA_PASS_TOKENS=6085 VIM_CUDA_SCAN_CHUNKS=64" \
+                 "VIM_CUDA_PASS_TOKENS=12170" "VIM_CUDA_PASS_TOKENS=24340" \
+                 "VIM_CUDA_PASS_TOKENS=48680" "VIM_CUDA_PASS_TOKENS=48680 VIM_CUDA_SCAN_CHUNKS=1" \
+                 "VIM_CUDA_PASS_TOKENS=48680 VIM_CUDA_SCAN_LANES=1 VIM_CUDA_SCAN_CHUNKS=4"; do
         env $env $B/bench/vim-bench --model $f2 --batches 8 --label "Ti1248 $env" --seconds 0.3
       done; } >> "$O/log-bench.txt" 2>&1 ;;
   bench-full)

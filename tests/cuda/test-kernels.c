@@ -102,14 +102,15 @@ silu_d (double v)
 }
 
 static void
-test_conv (int dt, int nseq, int L, int E, int K)
+test_conv (int dt, int nseq, int L, int E, int K, int xz_dt)
 {
+  /* xz in xz_dt (the bf16 runner keeps it in fp32), xc in dt */
   uint64_t s = 5 + K;
   size_t rows = (size_t) nseq * L, n2 = rows * 2 * E;
-  void *xz = malloc (n2 * tu_size (dt));
+  void *xz = malloc (n2 * tu_size (xz_dt));
   float *w = malloc ((size_t) 2 * E * K * 4), *b = malloc ((size_t) 2 * E * 4);
   for (size_t i = 0; i < n2; i++)
-    tu_store (dt, xz, i, tu_uniform (&s, -2, 2));
+    tu_store (xz_dt, xz, i, tu_uniform (&s, -2, 2));
   for (int i = 0; i < 2 * E * K; i++)
     w[i] = tu_uniform (&s, -0.5, 0.5);
   for (int i = 0; i < 2 * E; i++)
@@ -122,43 +123,44 @@ test_conv (int dt, int nseq, int L, int E, int K)
         for (int k = 0; k < K; k++) {
           int tf = t - (K - 1) + k, tb = t + (K - 1) - k;
           if (tf >= 0)
-            af += (double) w[c * K + k] * tu_load (dt, xz, ((size_t) q * L + tf) * 2 * E + c);
+            af += (double) w[c * K + k] * tu_load (xz_dt, xz, ((size_t) q * L + tf) * 2 * E + c);
           if (tb < L)
-            ab += (double) w[(E + c) * K + k] * tu_load (dt, xz, ((size_t) q * L + tb) * 2 * E + c);
+            ab += (double) w[(E + c) * K + k] * tu_load (xz_dt, xz, ((size_t) q * L + tb) * 2 * E + c);
         }
         size_t row = (size_t) q * L + t;
         ref_xc[row * 2 * E + c] = silu_d (af);
         ref_xc[row * 2 * E + E + c] = silu_d (ab);
-        ref_z[row * E + c] = silu_d (tu_load (dt, xz, row * 2 * E + E + c));
+        ref_z[row * E + c] = silu_d (tu_load (xz_dt, xz, row * 2 * E + E + c));
       }
-  void *dxz = dev_upload (xz, n2 * tu_size (dt));
+  void *dxz = dev_upload (xz, n2 * tu_size (xz_dt));
   void *dw = dev_upload (w, (size_t) 2 * E * K * 4), *db = dev_upload (b, (size_t) 2 * E * 4);
   void *dxc = dev_poison (n2 * tu_size (dt));
-  CU (vimk_conv_gate (dt, dxz, dxc, dw, db, nseq, L, E, K, 0));
-  void *xc = malloc (n2 * tu_size (dt)), *xz2 = malloc (n2 * tu_size (dt));
+  CU (vimk_conv_gate (xz_dt, dt, dxz, dxc, dw, db, nseq, L, E, K, 0));
+  void *xc = malloc (n2 * tu_size (dt)), *xz2 = malloc (n2 * tu_size (xz_dt));
   dev_download (xc, dxc, n2 * tu_size (dt));
-  dev_download (xz2, dxz, n2 * tu_size (dt));
+  dev_download (xz2, dxz, n2 * tu_size (xz_dt));
   double e1 = rel_err (dt, xc, ref_xc, n2);
   double mz = 0, mr = 0;
   int x_changed = 0;
   for (size_t r = 0; r < rows; r++)
     for (int c = 0; c < E; c++) {
-      mz = fmax (mz, fabs (tu_load (dt, xz2, r * 2 * E + E + c) - ref_z[r * E + c]));
+      mz = fmax (mz, fabs (tu_load (xz_dt, xz2, r * 2 * E + E + c) - ref_z[r * E + c]));
       mr = fmax (mr, fabs (ref_z[r * E + c]));
-      x_changed += tu_load (dt, xz2, r * 2 * E + c) != tu_load (dt, xz, r * 2 * E + c);
+      x_changed += tu_load (xz_dt, xz2, r * 2 * E + c) != tu_load (xz_dt, xz, r * 2 * E + c);
     }
   double e2 = mz / mr;
   CHECK (e1 <= out_tol[dt], "conv %s K=%d: xc rel err %.3g", tu_dt_names[dt], K, e1);
   CHECK (e2 <= out_tol[dt], "conv %s K=%d: gate rel err %.3g", tu_dt_names[dt], K, e2);
   CHECK (x_changed == 0, "conv %s: x part of xz modified (%d)", tu_dt_names[dt], x_changed);
-  printf ("conv %s K=%d: xc %.2e gate %.2e\n", tu_dt_names[dt], K, e1, e2);
+  printf ("conv %s (xz %s) K=%d: xc %.2e gate %.2e\n", tu_dt_names[dt], tu_dt_names[xz_dt], K, e1, e2);
   cudaFree (dxz); cudaFree (dw); cudaFree (db); cudaFree (dxc);
   free (xz); free (w); free (b); free (ref_xc); free (ref_z); free (xc); free (xz2);
 }
 
 /* ---- scan ---- */
 static void
-test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, int thr)
+test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, int thr,
+    int chunks, int gdt)
 {
   uint64_t s = 1000 + 17 * N + R + L;
   const int r_pad = (R + 3) & ~3, b_off = r_pad, ldd = (b_off + 2 * N + 3) & ~3;
@@ -172,10 +174,10 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
       for (int i = 0; i < 2 * N; i++)
         p[b_off + i] = tu_uniform (&s, -1, 1);
     }
-  void *gate = malloc (rows * 2 * E * tu_size (dt));   /* pitch 2E like xz's z half */
+  void *gate = malloc (rows * 2 * E * tu_size (gdt));   /* pitch 2E like xz's z half */
   void *xy = malloc (rows * 2 * E * tu_size (dt));
   for (size_t i = 0; i < rows * 2 * E; i++) {
-    tu_store (dt, gate, i, tu_uniform (&s, -1, 1.5));
+    tu_store (gdt, gate, i, tu_uniform (&s, -1, 1.5));
     tu_store (dt, xy, i, tu_uniform (&s, -1, 1));
   }
   float *A2 = malloc ((size_t) 2 * E * N * 4), *Wdt = calloc ((size_t) 2 * E * r_pad, 4);
@@ -211,31 +213,38 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
             h[n] = exp2 (delta * A2[((size_t) d * E + c) * N + n]) * h[n] + delta * u * p[b_off + n];
             y += p[b_off + N + n] * h[n];
           }
-          y = (y + Dv[d * E + c] * u) * tu_load (dt, gate, row * 2 * E + c);
+          y = (y + Dv[d * E + c] * u) * tu_load (gdt, gate, row * 2 * E + c);
           ref[row * 2 * E + (size_t) d * E + c] = y;
         }
       }
   void *ddbl = dev_upload (dbl, (size_t) 2 * rows * ldd * 4);
-  void *dgate = dev_upload (gate, rows * 2 * E * tu_size (dt));
+  void *dgate = dev_upload (gate, rows * 2 * E * tu_size (gdt));
   void *dxy = dev_upload (xy, rows * 2 * E * tu_size (dt));
   void *dA2 = dev_upload (A2, (size_t) 2 * E * N * 4), *dWdt = dev_upload (Wdt, (size_t) 2 * E * r_pad * 4);
   void *dbdt = dev_upload (bdt, (size_t) 2 * E * 4), *dDv = dev_upload (Dv, (size_t) 2 * E * 4);
   VimkScanArgs a = {
     .nseq = nseq, .L = L, .E = E, .N = N, .R = R, .r_pad = r_pad,
     .dbl = ddbl, .ldd = ldd, .b_off = b_off, .gate = dgate, .ld_gate = 2 * E,
-    .xy = dxy, .ld_xy = 2 * E, .A2 = dA2, .Wdt = dWdt, .bdt = dbdt, .Dv = dDv,
-    .lanes = lanes, .poly_exps = poly,
+    .gate_dtype = gdt, .xy = dxy, .ld_xy = 2 * E, .A2 = dA2, .Wdt = dWdt, .bdt = dbdt,
+    .Dv = dDv, .lanes = lanes, .chunks = chunks, .poly_exps = poly,
   };
-  cudaError_t e = vimk_scan (dt, &a, 0);
-  CHECK (e == cudaSuccess, "scan launch %s N=%d lanes=%d poly=%d: %s", tu_dt_names[dt], N, lanes,
-      poly, cudaGetErrorString (e));
+  int G = 0, P = 0;
+  vimk_scan_plan (nseq, L, E, N, lanes, chunks, &G, &P);
+  size_t wsb = vimk_scan_workspace_bytes (nseq, E, N, P);
+  void *dws = wsb ? dev_poison (wsb) : NULL;
+  cudaError_t e = vimk_scan (dt, &a, dws, wsb, 0);
+  CHECK (e == cudaSuccess, "scan launch %s N=%d lanes=%d chunks=%d poly=%d: %s", tu_dt_names[dt],
+      N, lanes, chunks, poly, cudaGetErrorString (e));
   void *out = malloc (rows * 2 * E * tu_size (dt));
   dev_download (out, dxy, rows * 2 * E * tu_size (dt));
   double err = rel_err (dt, out, ref, rows * 2 * E);
-  CHECK (err <= out_tol[dt], "scan %s nseq=%d L=%d E=%d N=%d R=%d lanes=%d poly=%d: rel err %.3g",
-      tu_dt_names[dt], nseq, L, E, N, R, lanes, poly, err);
-  printf ("scan %s L=%d E=%d N=%d R=%d lanes=%d poly=%d: %.2e\n", tu_dt_names[dt], L, E, N, R,
-      lanes, poly, err);
+  CHECK (err <= out_tol[dt], "scan %s (gate %s) nseq=%d L=%d E=%d N=%d R=%d lanes=%d(%d) "
+      "chunks=%d(%d) poly=%d: rel err %.3g", tu_dt_names[dt], tu_dt_names[gdt], nseq, L, E, N, R,
+      lanes, G, chunks, P, poly, err);
+  printf ("scan %s (gate %s) nseq=%d L=%d E=%d N=%d R=%d lanes=%d(%d) chunks=%d(%d) poly=%d: %.2e\n",
+      tu_dt_names[dt], tu_dt_names[gdt], nseq, L, E, N, R, lanes, G, chunks, P, poly, err);
+  if (dws)
+    cudaFree (dws);
   cudaFree (ddbl); cudaFree (dgate); cudaFree (dxy); cudaFree (dA2); cudaFree (dWdt);
   cudaFree (dbdt); cudaFree (dDv);
   free (dbl); free (gate); free (xy); free (A2); free (Wdt); free (bdt); free (Dv);
@@ -384,30 +393,42 @@ main (void)
     test_convert (dt);
     test_rmsnorm (dt, 37, 192, 192);
     test_rmsnorm (dt, 21, 50, 52);
-    test_conv (dt, 3, 37, 40, 4);
-    test_conv (dt, 2, 5, 24, 3);
+    test_conv (dt, 3, 37, 40, 4, dt);
+    test_conv (dt, 2, 5, 24, 3, dt);
+    if (dt == 2)
+      test_conv (dt, 3, 37, 40, 4, 0);
     test_embed (dt, 2, 12, 16, 4, 4, 1);
     test_embed (dt, 2, 12, 16, 4, 2, 1);
     test_embed (dt, 1, 12, 16, 4, 4, 0);
     test_final (dt, 3, 9, 48, 4, 10);
     test_final (dt, 2, 9, 48, -1, 7);
-    /* scan: every lane split for N = 16 and 8, the polynomial variants,
-     * an odd L, channels that leave lanes idle, R not a multiple of 4 */
+    /* scan: every lane split for N = 16 and 8, chunked runs, the polynomial
+     * variants, odd L, channels that leave lanes idle, R not a multiple of 4 */
     for (int lanes = 1; lanes <= 16; lanes *= 2)
-      test_scan (dt, 2, 53, 44, 16, 12, lanes, 0, -1);
+      test_scan (dt, 2, 53, 44, 16, 12, lanes, 0, -1, 1, dt);
     for (int lanes = 1; lanes <= 8; lanes *= 2)
-      test_scan (dt, 2, 29, 40, 8, 3, lanes, 0, -1);
-    for (int poly = 2; poly <= 4; poly++)
-      test_scan (dt, 2, 53, 44, 16, 12, 1, poly, -1);
-    test_scan (dt, 1, 301, 36, 16, 24, 0, -1, -1);
-    test_scan (dt, 3, 40, 20, 16, 48, 0, -1, -1);
-    test_scan (dt, 1, 20, 8, 16, 12, 4, 0, 3);
+      test_scan (dt, 2, 29, 40, 8, 3, lanes, 0, -1, 1, dt);
+    for (int chunks = 2; chunks <= 9; chunks += 7)
+      for (int lanes = 1; lanes <= 16; lanes *= 4)
+        test_scan (dt, 2, 301, 36, 16, 24, lanes, 0, -1, chunks, dt);
+    test_scan (dt, 2, 150, 40, 8, 3, 2, 0, -1, 3, dt);
+    test_scan (dt, 2, 53, 44, 16, 12, 1, 3, -1, 1, dt);
+    test_scan (dt, 1, 301, 36, 16, 24, 0, -1, -1, 0, dt);
+    test_scan (dt, 3, 40, 20, 16, 48, 0, -1, -1, 0, dt);
+    test_scan (dt, 1, 20, 8, 16, 12, 4, 0, 3, 1, dt);
+    test_scan (dt, 1, 1000, 24, 16, 12, 0, -1, -1, 0, dt);
+    if (dt == 2)
+      test_scan (dt, 2, 53, 44, 16, 12, 2, 0, -1, 2, 0);
   }
   {
     /* unsupported tuning is refused, not launched */
     VimkScanArgs a = { .nseq = 1, .L = 4, .E = 8, .N = 16, .R = 12, .r_pad = 12, .ldd = 44,
-      .b_off = 12, .lanes = 3 };
-    CHECK (vimk_scan (VIMK_F32, &a, 0) == cudaErrorInvalidValue, "lanes=3 accepted");
+      .b_off = 12, .gate_dtype = -1, .lanes = 3 };
+    CHECK (vimk_scan (VIMK_F32, &a, NULL, 0, 0) == cudaErrorInvalidValue, "lanes=3 accepted");
+    a.lanes = 1;
+    a.L = 400;
+    a.chunks = 4;
+    CHECK (vimk_scan (VIMK_F32, &a, NULL, 0, 0) == cudaErrorInvalidValue, "chunks without workspace accepted");
     CHECK (!vimk_scan_supported (32, 12), "N=32 claimed supported");
   }
   CU (cudaDeviceSynchronize ());

@@ -77,12 +77,13 @@ cudaError_t vimk_final_prepare (VimkDType dt, const float *residual, int nseq,
 
 /* ---- depthwise conv + SiLU, both directions, and the gate ------------- */
 
-/* xz: rows x 2E in dt, x = columns [0, E), z = [E, 2E).
+/* xz: rows x 2E in xz_dt, x = columns [0, E), z = [E, 2E).
  *   xc[r][c]     = silu(b_f[c] + sum_k w_f[c][k] x[t - (K-1) + k][c])   forward, causal
  *   xc[r][E + c] = silu(b_b[c] + sum_k w_b[c][k] x[t + (K-1) - k][c])   backward, anti-causal
  * (x outside [0, L) of the same sequence is 0), and z is replaced by silu(z)
- * in place. conv_w: [2][E][K] fp32, conv_b: [2][E] fp32. xc: rows x 2E. */
-cudaError_t vimk_conv_gate (VimkDType dt, void *xz, void *xc,
+ * in place. conv_w: [2][E][K] fp32, conv_b: [2][E] fp32. xc: rows x 2E.
+ * Supported type pairs: (t, t) and (fp32, bf16). */
+cudaError_t vimk_conv_gate (VimkDType xz_dt, VimkDType xc_dt, void *xz, void *xc,
     const float *conv_w, const float *conv_b, int nseq, int L, int E, int K,
     cudaStream_t stream);
 
@@ -95,28 +96,38 @@ cudaError_t vimk_conv_gate (VimkDType dt, void *xz, void *xc,
  *   h[n]  = exp2(delta * A2[d][c][n]) * h[n] + delta * u * B[n]
  *   y     = (sum_n C[n] h[n] + Dv[d][c] * u) * gate[r][c]
  * and y replaces u in xy (out_proj then reads [y_f | y_b] with K = 2E).
- * A2 = -exp(A_log) * log2(e). Wdt rows are padded to r_pad >= R floats. */
+ * A2 = -exp(A_log) * log2(e). Wdt rows are padded to r_pad >= R floats.
+ * The scan state is fp32 whatever the storage types. */
 typedef struct {
   int nseq, L, E, N, R, r_pad;
   const float *dbl;           /* [2][nseq*L][ldd] */
   int ldd, b_off;
-  const void *gate;           /* rows x ld_gate, dt */
+  const void *gate;           /* rows x ld_gate, gate_dtype */
   int64_t ld_gate;
+  int gate_dtype;             /* VimkDType of gate, -1 = same as xy */
   void *xy;                   /* rows x ld_xy, dt; in: u, out: y */
   int64_t ld_xy;
   const float *A2;            /* [2][E][N] */
   const float *Wdt;           /* [2][E][r_pad] */
   const float *bdt;           /* [2][E] */
   const float *Dv;            /* [2][E] */
-  /* tuning; 0 = choose: lanes per channel (1, 2, 4, 8 or 16, dividing N)
-   * and how many of a lane's exponentials go to a polynomial on the FMA
-   * pipes (-1 = choose, 0 = all on the special-function unit). */
-  int lanes;
+  /* work split, 0 = choose (vimk_scan_plan): lanes per chain (1, 2, 4, 8 or
+   * 16, at most N) and chunks of the sequence run in parallel (1 .. 64);
+   * poly_exps: how many of a lane's exponentials go to a polynomial on the
+   * FMA pipes (-1 = choose, 0 = all on the special-function unit). */
+  int lanes, chunks;
   int poly_exps;
 } VimkScanArgs;
 
-/* cudaErrorInvalidValue when N, R or the tuning is not supported. */
-cudaError_t vimk_scan (VimkDType dt, const VimkScanArgs *a, cudaStream_t stream);
+/* The work split vimk_scan uses for these sizes (lanes/chunks 0 = choose). */
+void vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
+    int *lanes_out, int *chunks_out);
+/* Scratch vimk_scan needs for that many chunks (0 for one chunk). */
+size_t vimk_scan_workspace_bytes (int nseq, int E, int N, int chunks);
+/* cudaErrorInvalidValue when N, R, the types or the tuning are not
+ * supported or the workspace is too small. */
+cudaError_t vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace,
+    size_t workspace_bytes, cudaStream_t stream);
 /* Whether vimk_scan supports this state size and rank. */
 int vimk_scan_supported (int N, int R);
 
