@@ -590,7 +590,10 @@ gst_vim_base_inference_set_caps (GstBaseTransform * trans, GstCaps * incaps,
     GST_ERROR_OBJECT (self, "unusable caps %" GST_PTR_FORMAT, incaps);
     return FALSE;
   }
+  /* the latency query reads the frame rate from another thread */
+  GST_OBJECT_LOCK (self);
   self->info = info;
+  GST_OBJECT_UNLOCK (self);
   GST_DEBUG_OBJECT (self, "caps %" GST_PTR_FORMAT, incaps);
   return TRUE;
 }
@@ -1028,7 +1031,9 @@ gst_vim_base_inference_propose_allocation (GstBaseTransform * trans,
           decide_query, query))
     return FALSE;
 
+  GST_OBJECT_LOCK (self);
   held = (priv->active_batch_size - 1) * priv->interval + 1;
+  GST_OBJECT_UNLOCK (self);
   if (held <= 1)
     return TRUE;
 

@@ -714,6 +714,7 @@ GST_START_TEST (test_messages)
   gst_harness_teardown (h);
   gst_element_set_bus (e, NULL);
   gst_object_unref (bus);
+  gst_object_unref (e);
 }
 
 GST_END_TEST;
@@ -967,6 +968,43 @@ GST_START_TEST (test_ready_only_properties)
 
 GST_END_TEST;
 
+/* The engine refusing a frame is a STREAM error and a flow error, never a
+ * frame without result (frames wider than 32768 pixels are out of its
+ * range). */
+GST_START_TEST (test_engine_failure)
+{
+  GstElement *e = make_classify (NULL);
+  GstBus *bus = vim_test_attach_bus (e);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  GstBuffer *in = gst_buffer_new_allocate (NULL, 32769, NULL);
+  GstMessage *msg;
+  GError *err = NULL;
+  gchar *debug = NULL;
+
+  gst_buffer_memset (in, 0, 0x40, 32769);
+  gst_harness_set_src_caps_str (h,
+      "video/x-raw,format=GRAY8,width=32769,height=1,framerate=30/1");
+  fail_unless_equals_int (gst_harness_push (h, in), GST_FLOW_ERROR);
+  fail_unless_equals_int (gst_harness_buffers_in_queue (h), 0);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL);
+  gst_message_parse_error (msg, &err, &debug);
+  GST_INFO ("error: %s (%s)", err->message, debug);
+  fail_unless (err->domain == GST_STREAM_ERROR);
+  fail_unless_equals_int (err->code, GST_STREAM_ERROR_FAILED);
+  fail_unless (strstr (debug, "32769") != NULL, "%s", debug);
+  g_clear_error (&err);
+  g_free (debug);
+  gst_message_unref (msg);
+
+  gst_harness_teardown (h);
+  gst_element_set_bus (e, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (e);
+}
+
+GST_END_TEST;
+
 static Suite *
 vimclassify_suite (void)
 {
@@ -997,6 +1035,7 @@ vimclassify_suite (void)
   tcase_add_test (tc, test_default_model);
   tcase_add_test (tc, test_device);
   tcase_add_test (tc, test_ready_only_properties);
+  tcase_add_test (tc, test_engine_failure);
   return s;
 }
 
