@@ -25,7 +25,7 @@ n_cycles (void)
 static GstElement *
 make_pipeline (const gchar * props)
 {
-  gchar *desc = g_strdup_printf ("videotestsrc num-buffers=6 pattern=ball ! "
+  gchar *desc = g_strdup_printf ("videotestsrc num-buffers=3 pattern=ball ! "
       "video/x-raw,format=RGB,width=64,height=48,framerate=30/1 ! "
       "vimclassify name=c device=cpu post-messages=true model-file=\"%s\" %s ! "
       "fakesink sync=false", vim_test_model_path (), props);
