@@ -311,7 +311,8 @@ post_model_error (GstVimBaseInference * self, const gchar * path, GError * err)
           ("Model file \"%s\" does not exist.", path), ("%s", err->message));
     else
       GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
-          ("Could not read model file \"%s\".", path), ("%s", err->message));
+          ("Could not read model file \"%s\": %s", path, err->message),
+          ("%s", err->message));
   } else {
     GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
         ("Model file \"%s\" is not a valid gst-vim model: %s", path,
@@ -429,7 +430,8 @@ choose_device (GstVimBaseInference * self, GstVimDevice device,
 
   if (device == GST_VIM_DEVICE_CUDA) {
     GST_ELEMENT_ERROR (self, LIBRARY, INIT,
-        ("device=cuda but no usable CUDA device."),
+        ("device=cuda but no usable CUDA device: %s",
+            err ? err->message : "vim_cuda_available() said no"),
         ("%s", err ? err->message : "vim_cuda_available() said no"));
     g_clear_error (&err);
     return FALSE;
