@@ -39,9 +39,9 @@ VARIANTS = [("Vim-Ti", "vim_ti", "DeiT-Ti", "deit_tiny_patch16_224"),
             ("Vim-S", "vim_s", "DeiT-S", "deit_small_patch16_224"),
             ("Vim-B", "vim_b", None, None)]
 # compiled DeiT runs (each compile costs tens of seconds): the target rows
-COMPILE_TARGETS = {("DeiT-Ti", 224, 1), ("DeiT-Ti", 224, 256), ("DeiT-Ti", 1248, 8),
-                   ("DeiT-Ti", 1248, 1), ("DeiT-S", 224, 256), ("DeiT-S", 224, 1),
-                   ("DeiT-S", 1248, 8)}
+COMPILE_TARGETS = [("DeiT-Ti", 224, 1), ("DeiT-Ti", 224, 256), ("DeiT-Ti", 1248, 8),
+                   ("DeiT-S", 224, 256), ("DeiT-S", 224, 1), ("DeiT-Ti", 1248, 1),
+                   ("DeiT-S", 1248, 8)]   # in priority order
 
 
 def log(*a):
@@ -114,70 +114,81 @@ def time_fn(torch, fn, x, seconds, min_iters=10, max_iters=200, step=None):
             "min_ms": times[0], "iters": len(times)}
 
 
-def run_deit(args, plan):
+def run_deit(args, plan, save=None):
     import torch
     import timm
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
     rows = []
     t_start = time.time()
-    for _, _, dname, timm_name in VARIANTS:
-        if dname is None or dname not in plan:
-            continue
-        for res, batches in plan[dname].items():
-            base = timm.create_model(timm_name, img_size=res, pretrained=False, num_classes=1000)
-            base = base.half().cuda().eval()
-            wbytes = sum(p.numel() * p.element_size() for p in base.parameters())
-            for b in batches:
-                modes = ["eager"]
-                key = (dname, res, b)
-                if args.compile == "all" or (args.compile == "targets" and key in COMPILE_TARGETS):
-                    modes.append("compiled")
-                for mode in modes:
-                    if mode == "compiled" and time.time() - t_start > args.compile_budget:
-                        log(f"[deit] {dname} {res} b{b} compiled: skipped (time budget)")
-                        rows.append({"model": dname, "res": res, "batch": b, "mode": mode,
-                                     "error": "not run (time budget)"})
-                        continue
-                    torch.cuda.empty_cache()
-                    x = torch.randn(b, 3, res, res, device="cuda", dtype=torch.float16)
-                    step = None
-                    try:
-                        with torch.inference_mode():
-                            if mode == "eager":
-                                fn = base
-                                cmode = None
-                            else:
-                                cmode = "reduce-overhead" if b == 1 else "max-autotune-no-cudagraphs"
-                                torch._dynamo.reset()
-                                fn = torch.compile(base, mode=cmode)
-                                if b == 1:
-                                    step = torch.compiler.cudagraph_mark_step_begin
-                                t0 = time.time()
-                                for _ in range(3):
-                                    if step:
-                                        step()
-                                    fn(x)
-                                torch.cuda.synchronize()
-                                log(f"[deit] {dname} {res} b{b} compile ({cmode}) {time.time() - t0:.0f}s")
-                            torch.cuda.synchronize()
-                            torch.cuda.reset_peak_memory_stats()
-                            r = time_fn(torch, fn, x, args.seconds, step=step)
-                            peak = torch.cuda.max_memory_allocated()
-                        r.update({"model": dname, "res": res, "batch": b, "mode": mode,
-                                  "compile_mode": cmode, "img_s": b * 1000.0 / r["median_ms"],
-                                  "weights_mib": wbytes / 2**20, "act_mib": (peak - wbytes) / 2**20,
-                                  "act_mib_per_img": (peak - wbytes) / 2**20 / b})
-                        log(f"[deit] {dname} {res} b{b} {mode}: {r['median_ms']:.4f} ms, "
-                            f"{r['img_s']:.0f} img/s, act {r['act_mib']:.1f} MiB")
-                    except Exception as e:  # noqa: BLE001
-                        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-                        log(f"[deit] {dname} {res} b{b} {mode}: ERROR {msg}")
-                        r = {"model": dname, "res": res, "batch": b, "mode": mode, "error": msg}
-                    rows.append(r)
-                    del x
-            del base
+    models = {}
+
+    def get(dname, res):
+        if (dname, res) not in models:
+            models.clear()
             torch.cuda.empty_cache()
+            timm_name = {d: t for _, _, d, t in VARIANTS if d}[dname]
+            m = timm.create_model(timm_name, img_size=res, pretrained=False, num_classes=1000)
+            models[(dname, res)] = m.half().cuda().eval()
+        return models[(dname, res)]
+
+    def one(dname, res, b, mode):
+        base = get(dname, res)
+        wbytes = sum(p.numel() * p.element_size() for p in base.parameters())
+        torch.cuda.empty_cache()
+        x = torch.randn(b, 3, res, res, device="cuda", dtype=torch.float16)
+        step = None
+        cmode = None
+        try:
+            with torch.inference_mode():
+                if mode == "eager":
+                    fn = base
+                else:
+                    cmode = "reduce-overhead" if b == 1 else "max-autotune-no-cudagraphs"
+                    torch._dynamo.reset()
+                    fn = torch.compile(base, mode=cmode)
+                    if b == 1:
+                        step = torch.compiler.cudagraph_mark_step_begin
+                    t0 = time.time()
+                    for _ in range(3):
+                        if step:
+                            step()
+                        fn(x)
+                    torch.cuda.synchronize()
+                    log(f"[deit] {dname} {res} b{b} compile ({cmode}) {time.time() - t0:.0f}s")
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                r = time_fn(torch, fn, x, args.seconds, step=step)
+                peak = torch.cuda.max_memory_allocated()
+            r.update({"model": dname, "res": res, "batch": b, "mode": mode,
+                      "compile_mode": cmode, "img_s": b * 1000.0 / r["median_ms"],
+                      "weights_mib": wbytes / 2**20, "act_mib": (peak - wbytes) / 2**20,
+                      "act_mib_per_img": (peak - wbytes) / 2**20 / b})
+            log(f"[deit] {dname} {res} b{b} {mode}: {r['median_ms']:.4f} ms, "
+                f"{r['img_s']:.0f} img/s, act {r['act_mib']:.1f} MiB")
+        except Exception as e:  # noqa: BLE001
+            msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            log(f"[deit] {dname} {res} b{b} {mode}: ERROR {msg}")
+            r = {"model": dname, "res": res, "batch": b, "mode": mode, "error": msg}
+        rows.append(r)
+        if save:
+            save(rows)
+
+    # eager everywhere first (cheap), then the compiled target rows by priority
+    for dname, sizes in plan.items():
+        for res, batches in sizes.items():
+            for b in batches:
+                one(dname, res, b, "eager")
+    if args.compile != "none":
+        todo = [k for k in COMPILE_TARGETS if k[0] in plan and k[1] in plan[k[0]] and k[2] in plan[k[0]][k[1]]]
+        if args.compile == "all":
+            todo += [(d, r, b) for d, sz in plan.items() for r, bs in sz.items() for b in bs
+                     if (d, r, b) not in todo]
+        for dname, res, b in todo:
+            if time.time() - t_start > args.compile_budget:
+                log(f"[deit] {dname} {res} b{b} compiled: not run (time budget)")
+                rows.append({"model": dname, "res": res, "batch": b, "mode": "compiled",
+                             "error": "not run (time budget of this run)"})
+                continue
+            one(dname, res, b, "compiled")
     return rows
 
 
@@ -246,12 +257,13 @@ def main():
     ap.add_argument("--set", choices=["full", "quick", "targets"], default="full")
     ap.add_argument("--precision", default="fp16")
     ap.add_argument("--compile", choices=["targets", "all", "none"], default="targets")
-    ap.add_argument("--compile-budget", type=float, default=420.0,
+    ap.add_argument("--compile-budget", type=float, default=240.0,
                     help="seconds after which no more DeiT compiles start")
     ap.add_argument("--seconds", type=float, default=0.5, help="timing budget per row")
     ap.add_argument("--no-vim", action="store_true")
     ap.add_argument("--no-deit", action="store_true")
-    ap.add_argument("--json")
+    ap.add_argument("--json", help="write (and keep updating) the raw rows here")
+    ap.add_argument("--load", nargs="*", help="only print the table of saved runs")
     ap.add_argument("--md")
     args = ap.parse_args()
     vim_plan, deit_plan = make_plan(args)
@@ -260,19 +272,34 @@ def main():
             "env": {k: v for k, v in os.environ.items() if k.startswith("VIM_CUDA_")}}
     log(f"card: {info['card']}")
     vim_rows, deit_rows = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        if not args.no_vim:
-            vim_rows = run_vim(args, tmp, vim_plan)
-    if not args.no_deit:
-        deit_rows = run_deit(args, deit_plan)
+
+    def save(vr=None, dr=None):
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"info": info, "vim": vim_rows if vr is None else vr,
+                           "deit": deit_rows if dr is None else dr}, f, indent=1)
+
+    if args.load:
+        for path in args.load:
+            with open(path) as f:
+                d = json.load(f)
+            vim_rows += d.get("vim", [])
+            deit_rows += d.get("deit", [])
+            info = d.get("info", info)
+        info["command"] = " ".join(sys.argv)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            if not args.no_vim:
+                vim_rows = run_vim(args, tmp, vim_plan)
+                save()
+        if not args.no_deit:
+            deit_rows = run_deit(args, deit_plan, save=lambda rows: save(dr=rows))
+        save()
     md = table(vim_rows, deit_rows)
     head = (f"card: {info['card']}  \ndate: {info['date']}  \ncommand: `{info['command']}`  \n"
             f"our precision: {args.precision}; DeiT: fp16, SDPA  \n")
     print(head)
     print(md)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"info": info, "vim": vim_rows, "deit": deit_rows}, f, indent=1)
     if args.md:
         with open(args.md, "w") as f:
             f.write(head + "\n" + md + "\n")

@@ -130,11 +130,20 @@ scan_kernel (ScanParams sp)
     s = min (s, s1 - 1);
     return seq_base + (dir ? L - 1 - s : s);
   };
+  /* lane's first (row, float4) of a tile and its step per 32 copies */
+  const int r_lane = lane / q4, c_lane = lane - r_lane * q4;
+  const int r_step = 32 / q4, c_step = 32 - r_step * q4;
   auto stage_tile = [&] (int t0, int buf) {
     float *dst = stage + (size_t) buf * TT * ldd;
+    int r = r_lane, cc = c_lane;
     for (int q = lane; q < TT * q4; q += 32) {
-      int r = q / q4, cc = q - r * q4;
       __pipeline_memcpy_async (dst + r * ldd + cc * 4, dbl + token_row (t0 + r) * ldd + cc * 4, 16);
+      r += r_step;
+      cc += c_step;
+      if (cc >= q4) {
+        cc -= q4;
+        r++;
+      }
     }
     __pipeline_commit ();
   };
@@ -363,8 +372,8 @@ extern "C" void
 vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
     int *lanes_out, int *chunks_out)
 {
-  /* about 16 warps per SM: lanes up to 4 first, then chunks of at least 4
-   * tiles, then more lanes */
+  /* about 16 warps per SM: lanes up to 4 first, then chunks of at least 64
+   * steps, then up to 8 lanes (16 measured slower at batch 1) */
   const int64_t target = (int64_t) sm_count () * 512;
   const int64_t chains = (int64_t) nseq * 2 * E;
   int G = lanes > 0 ? lanes : 1;
@@ -377,7 +386,7 @@ vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
     while (P < 64 && P * 2 <= max_p && chains * G * P < target)
       P *= 2;
   if (lanes <= 0)
-    while (G < 16 && G < N && chains * G * P < target)
+    while (G < 8 && G < N && chains * G * P < target)
       G *= 2;
   *lanes_out = G;
   *chunks_out = P;

@@ -395,6 +395,8 @@ main (void)
     test_rmsnorm (dt, 21, 50, 52);
     test_conv (dt, 3, 37, 40, 4, dt);
     test_conv (dt, 2, 5, 24, 3, dt);
+    test_conv (dt, 2, 19, 21, 4, dt);      /* odd E: the generic path */
+    test_conv (dt, 1, 3, 64, 4, dt);       /* L shorter than the halo */
     if (dt == 2)
       test_conv (dt, 3, 37, 40, 4, 0);
     test_embed (dt, 2, 12, 16, 4, 4, 1);
