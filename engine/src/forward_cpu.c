@@ -1,6 +1,6 @@
 /* The CPU reference backend: fp32, GEMMs through OpenBLAS (cblas), the
- * causal conv, selective scan, RMSNorm and head in C, OpenMP over
- * (image, channel block) where it helps.
+ * causal conv, selective scan, RMSNorm and head in C, split over the
+ * runner's thread pool (thread_pool.c) by rows, tokens or channel blocks.
  *
  * Layout is token-major throughout: an activation of B images, L tokens and
  * C channels is a row-major (B*L, C) matrix. The backward direction reads the
@@ -11,9 +11,6 @@
 #include "vim-build-config.h"
 #include <math.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* Channels scanned together: one AVX2 vector of state per (token, state). */
 #define CHANNEL_BLOCK 8
@@ -43,6 +40,7 @@ typedef struct {
 
 typedef struct {
   CpuWorkspace ws;
+  VimThreadPool *pool;
   int n_threads;
   float *neg_a;               /* -exp(A_log) of every layer and direction, in scan order */
   size_t neg_a_stride;        /* floats per (layer, direction) */
@@ -137,22 +135,38 @@ rmsnorm_rows (const float *in, const float *w, float *out, size_t rows,
   }
 }
 
-/* out(rows, n) = alpha * in(rows, k) @ w(n, k)^T. Rows are split over our
- * OpenMP threads and each slice is one single-threaded BLAS call: one thread
- * pool for the whole forward pass instead of BLAS's and ours fighting over
- * the cores. */
+typedef struct {
+  const float *in, *w;
+  float *out;
+  int lda, rows, n, k, slices;
+  float alpha;
+} GemmJob;
+
+static void
+gemm_slices (void *data, int begin, int end)
+{
+  const GemmJob *j = data;
+  for (int s = begin; s < end; s++) {
+    int r0 = (int) ((gint64) j->rows * s / j->slices);
+    int r1 = (int) ((gint64) j->rows * (s + 1) / j->slices);
+    if (r1 > r0)
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, j->n,
+          j->k, j->alpha, j->in + (size_t) r0 * j->lda, j->lda, j->w, j->k,
+          0.0f, j->out + (size_t) r0 * j->n, j->n);
+  }
+}
+
+/* out(rows, n) = alpha * in(rows, k) @ w(n, k)^T. Rows are split over the
+ * runner's threads and each slice is one single-threaded BLAS call: one
+ * thread pool for the whole forward pass instead of BLAS's and ours
+ * fighting over the cores. */
 static void
 matmul_wt_scaled (const CpuRunner *cr, const float *in, int lda,
     const float *w, float *out, int rows, int n, int k, float alpha)
 {
-  int slices = MIN (cr->n_threads, MAX (1, rows / 32));
-#pragma omp parallel for num_threads(slices) schedule(static)
-  for (int s = 0; s < slices; s++) {
-    int r0 = (int) ((long) rows * s / slices), r1 = (int) ((long) rows * (s + 1) / slices);
-    if (r1 > r0)
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, n, k,
-          alpha, in + (size_t) r0 * lda, lda, w, k, 0.0f, out + (size_t) r0 * n, n);
-  }
+  GemmJob j = { in, w, out, lda, rows, n, k,
+    MIN (cr->n_threads, MAX (1, rows / 32)), alpha };
+  vim_parallel_for (cr->pool, j.slices, gemm_slices, &j);
 }
 
 static void
@@ -256,6 +270,52 @@ scan_block_tail (const VimModelConfig *c, const VimDirectionWeights *dw,
       backward);
 }
 
+/* One direction's element-wise and scan work, split over the thread pool. */
+typedef struct {
+  const VimModelConfig *c;
+  const VimDirectionWeights *dw;
+  const float *neg_a;
+  CpuWorkspace *ws;
+  int backward;
+} DirectionJob;
+
+static void
+conv_tokens (void *data, int begin, int end)
+{
+  const DirectionJob *j = data;
+  for (int i = begin; i < end; i++)
+    conv_silu_token (j->c, j->dw, j->ws->xz, j->ws->xc, i / j->c->seq_len,
+        i % j->c->seq_len, j->backward);
+}
+
+static void
+softplus_rows (void *data, int begin, int end)
+{
+  const DirectionJob *j = data;
+  const int E = j->c->d_inner;
+  for (int r = begin; r < end; r++)
+    softplus_row (j->ws->delta + (size_t) r * E, j->dw->dt_proj_b, E);
+}
+
+static void
+scan_blocks (void *data, int begin, int end)
+{
+  const DirectionJob *j = data;
+  const int E = j->c->d_inner;
+  const int blocks = (E + CHANNEL_BLOCK - 1) / CHANNEL_BLOCK;
+  CpuWorkspace *ws = j->ws;
+  for (int i = begin; i < end; i++) {
+    int b = i / blocks, c0 = (i % blocks) * CHANNEL_BLOCK;
+    /* a constant width lets the compiler keep the state in vector registers */
+    if (c0 + CHANNEL_BLOCK <= E)
+      scan_block_full (j->c, j->dw, j->neg_a, ws->xc, ws->xdbl, ws->delta,
+          ws->xz, ws->gated, b, c0, j->backward);
+    else
+      scan_block_tail (j->c, j->dw, j->neg_a, ws->xc, ws->xdbl, ws->delta,
+          ws->xz, ws->gated, b, c0, E - c0, j->backward);
+  }
+}
+
 static void
 mixer_direction (const CpuRunner *cr, const VimModelConfig *c,
     const VimDirectionWeights *dw, const float *neg_a, CpuWorkspace *ws,
@@ -263,30 +323,14 @@ mixer_direction (const CpuRunner *cr, const VimModelConfig *c,
 {
   const int L = c->seq_len, E = c->d_inner, N = c->d_state, R = c->dt_rank;
   const int BL = batch * L, XD = R + 2 * N;
+  DirectionJob job = { c, dw, neg_a, ws, backward };
 
-#pragma omp parallel for collapse(2) num_threads(cr->n_threads) schedule(static)
-  for (int b = 0; b < batch; b++)
-    for (int t = 0; t < L; t++)
-      conv_silu_token (c, dw, ws->xz, ws->xc, b, t, backward);
+  vim_parallel_for (cr->pool, BL, conv_tokens, &job);
   matmul_wt (cr, ws->xc, E, dw->x_proj_w, ws->xdbl, BL, XD, E);
   matmul_wt (cr, ws->xdbl, XD, dw->dt_proj_w, ws->delta, BL, E, R);
-#pragma omp parallel for num_threads(cr->n_threads) schedule(static)
-  for (int r = 0; r < BL; r++)
-    softplus_row (ws->delta + (size_t) r * E, dw->dt_proj_b, E);
-
-  const int blocks = (E + CHANNEL_BLOCK - 1) / CHANNEL_BLOCK;
-#pragma omp parallel for collapse(2) num_threads(cr->n_threads) schedule(static)
-  for (int b = 0; b < batch; b++)
-    for (int blk = 0; blk < blocks; blk++) {
-      int c0 = blk * CHANNEL_BLOCK;
-      /* a constant width lets the compiler keep the state in vector registers */
-      if (c0 + CHANNEL_BLOCK <= E)
-        scan_block_full (c, dw, neg_a, ws->xc, ws->xdbl, ws->delta, ws->xz,
-            ws->gated, b, c0, backward);
-      else
-        scan_block_tail (c, dw, neg_a, ws->xc, ws->xdbl, ws->delta, ws->xz,
-            ws->gated, b, c0, E - c0, backward);
-    }
+  vim_parallel_for (cr->pool, BL, softplus_rows, &job);
+  vim_parallel_for (cr->pool, batch * ((E + CHANNEL_BLOCK - 1) / CHANNEL_BLOCK),
+      scan_blocks, &job);
 }
 
 /* ---- the forward pass --------------------------------------------------- */
@@ -350,6 +394,32 @@ prepare_neg_a (const VimModelConfig *c, const float *A_log, float *out)
           + ch % CHANNEL_BLOCK] = -expf (A_log[(size_t) ch * N + n]);
 }
 
+typedef struct {
+  const VimModelConfig *c;
+  const float *input;
+  float *patches;
+} Im2colJob;
+
+/* Rows of the im2col matrix: one patch (3, P, P) per (image, grid cell). */
+static void
+im2col_patches (void *data, int begin, int end)
+{
+  const Im2colJob *j = data;
+  const VimModelConfig *c = j->c;
+  const int P = c->patch_size, S = c->stride, H = c->image_height,
+      W = c->image_width, gw = c->grid_w, M = c->num_patches, PP = 3 * P * P;
+  for (int i = begin; i < end; i++) {
+    int b = i / M, cell = i % M;
+    float *row = j->patches + (size_t) i * PP;
+    int y0 = (cell / gw) * S, x0 = (cell % gw) * S;
+    for (int ch = 0; ch < 3; ch++)
+      for (int ky = 0; ky < P; ky++)
+        memcpy (row + (ch * P + ky) * P,
+            j->input + (((size_t) b * 3 + ch) * H + y0 + ky) * W + x0,
+            sizeof (float) * P);
+  }
+}
+
 /* Patch embedding (a strided conv as im2col + GEMM), class token insertion
  * in the middle, absolute position embedding. Writes the residual stream. */
 static void
@@ -357,20 +427,10 @@ embed (const CpuRunner *cr, const VimModel *m, const float *input, int batch,
     CpuWorkspace *ws)
 {
   const VimModelConfig *c = &m->config;
-  const int P = c->patch_size, S = c->stride, H = c->image_height,
-      W = c->image_width, gw = c->grid_w, M = c->num_patches, D = c->embed_dim,
+  const int P = c->patch_size, M = c->num_patches, D = c->embed_dim,
       L = c->seq_len, PP = 3 * P * P;
-#pragma omp parallel for collapse(2) num_threads(cr->n_threads) schedule(static)
-  for (int b = 0; b < batch; b++)
-    for (int j = 0; j < M; j++) {
-      float *row = ws->patches + ((size_t) b * M + j) * PP;
-      int y0 = (j / gw) * S, x0 = (j % gw) * S;
-      for (int ch = 0; ch < 3; ch++)
-        for (int ky = 0; ky < P; ky++)
-          memcpy (row + (ch * P + ky) * P,
-              input + (((size_t) b * 3 + ch) * H + y0 + ky) * W + x0,
-              sizeof (float) * P);
-    }
+  Im2colJob job = { c, input, ws->patches };
+  vim_parallel_for (cr->pool, batch * M, im2col_patches, &job);
   /* GEMM into the hidden buffer, then scatter into sequence order */
   matmul_wt (cr, ws->patches, PP, m->w.patch_w, ws->hidden, batch * M, D, PP);
   for (int b = 0; b < batch; b++)
@@ -446,6 +506,21 @@ cpu_forward (VimRunner *r, const float *input, int batch, float *logits,
 
 /* ---- backend ------------------------------------------------------------ */
 
+typedef struct {
+  const VimModelConfig *c;
+  const VimFrame *frames;
+  float *out;
+} PreprocessJob;
+
+static void
+preprocess_frames (void *data, int begin, int end)
+{
+  const PreprocessJob *j = data;
+  const size_t per = 3 * (size_t) j->c->image_height * j->c->image_width;
+  for (int i = begin; i < end; i++)
+    vim_preprocess_frame_cpu (j->c, &j->frames[i], j->out + per * i);
+}
+
 static gboolean
 cpu_preprocess (VimRunner *r, const VimFrame *frames, int n, float *out,
     GError **error)
@@ -460,11 +535,8 @@ cpu_preprocess (VimRunner *r, const VimFrame *frames, int n, float *out,
       return FALSE;
     }
   }
-  const size_t per = 3 * (size_t) c->image_height * c->image_width;
-  CpuRunner *cr = r->impl;
-#pragma omp parallel for num_threads(cr->n_threads) schedule(static)
-  for (int i = 0; i < n; i++)
-    vim_preprocess_frame_cpu (c, &frames[i], out + per * i);
+  PreprocessJob job = { c, frames, out };
+  vim_parallel_for (((CpuRunner *) r->impl)->pool, n, preprocess_frames, &job);
   return TRUE;
 }
 
@@ -489,6 +561,7 @@ cpu_free (VimRunner *r)
 {
   CpuRunner *cr = r->impl;
   workspace_free (&cr->ws);
+  vim_thread_pool_free (cr->pool);
   g_free (cr->neg_a);
   g_free (cr);
 }
@@ -520,6 +593,12 @@ vim_runner_cpu_init (VimRunner *r, GError **error)
           cr->neg_a + (2 * (size_t) l + d) * cr->neg_a_stride);
   cr->n_threads = r->options.num_threads > 0 ? r->options.num_threads
       : (int) g_get_num_processors ();
+  cr->pool = vim_thread_pool_new (cr->n_threads, error);
+  if (cr->pool == NULL) {
+    g_free (cr->neg_a);
+    g_free (cr);
+    return FALSE;
+  }
   r->impl = cr;
   r->backend = &cpu_backend;
   return TRUE;

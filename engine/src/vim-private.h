@@ -112,6 +112,19 @@ gboolean vim_runner_cuda_init (VimRunner *r, GError **error);
 gboolean vim_cuda_device_count (int *n, GError **error);
 #endif
 
+/* ---- CPU threads (thread_pool.c) ----------------------------------------- */
+
+typedef struct _VimThreadPool VimThreadPool;
+/* Runs fn over [begin, end) slices of n_items: one slice per thread, the
+ * caller's thread included; returns when every slice is done. */
+typedef void (*VimParallelFn) (void *ctx, int begin, int end);
+
+VimThreadPool *vim_thread_pool_new (int n_threads, GError **error);
+void vim_thread_pool_free (VimThreadPool *pool);
+int vim_thread_pool_size (const VimThreadPool *pool);
+void vim_parallel_for (VimThreadPool *pool, int n_items, VimParallelFn fn,
+    void *ctx);
+
 /* ---- preprocessing (preprocess_cpu.c) ----------------------------------- */
 
 /* Validates a frame's format, size, planes and strides. */
