@@ -12,9 +12,11 @@
  *   residual    += [y_f | y_b] x [W_out/2 | W_out/2]^T     cuBLAS, fp32 accumulate
  *
  * The last layer's out_proj runs on the class-token rows only. Images go
- * through the layers in passes of a few at a time, so the workspace (one
- * layer's activations for one pass) is independent of depth and batch and
- * stays in L2 where it can.
+ * through the layers in passes of about 32k tokens, so the workspace (one
+ * layer's activations for one pass) is independent of depth and bounded in
+ * the batch. Tuning knobs for bench/ (environment, read when a runner is
+ * made): VIM_CUDA_PASS_TOKENS, VIM_CUDA_SCAN_LANES, VIM_CUDA_SCAN_CHUNKS,
+ * VIM_CUDA_SCAN_POLY, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1.
  */
 #include "vim-private.h"
 #include "vim-build-config.h"
@@ -728,7 +730,8 @@ gemm (CudaRunner *cr, VimkDType ab, int m, int n, int k, const void *A, int lda,
   return TRUE;
 }
 
-/* Stage timing (VIM_CUDA_PROFILE): events between the stages of a forward. */
+/* Stage timing (VIM_CUDA_PROFILE, vim_runner_cuda_bench only; not thread
+ * safe, like the bench): events between the stages of a forward. */
 enum { ST_EMBED, ST_PATCH, ST_NORM, ST_IN, ST_CONV, ST_XPROJ, ST_SCAN, ST_OUT, ST_HEAD, ST_N };
 static const char *const stage_names[ST_N] = { "embed gather", "patch GEMM", "rmsnorm",
   "in_proj GEMM", "conv+gate", "x_proj GEMM", "scan", "out_proj GEMM", "final+head" };

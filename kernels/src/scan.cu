@@ -25,8 +25,11 @@
  * gate) and writes in place of u.
  *
  * The exponential exp(delta * A) (one per token, channel, state and
- * direction) is the bottleneck on the special-function unit (16 per SM per
- * clock); KP of a lane's NS exponentials use a polynomial on the FMA pipes.
+ * direction) runs on the special-function unit (16 per SM per clock); KP of
+ * a lane's NS exponentials can use a polynomial on the FMA pipes instead.
+ * The default is KP = 0: as compiled the kernel is issue-bound (ncu on an
+ * H100: 64% issue slots busy, ~250 warp instructions per step of 32 chains),
+ * and KP = 3 measured 7% slower (bench/RESULTS.md).
  */
 #include "common.cuh"
 #include <cuda_pipeline.h>
@@ -415,7 +418,7 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
     return cudaErrorInvalidValue;
   int kp = a->poly_exps;
   if (kp < 0 || G != 1 || a->N != 16)
-    kp = (G == 1 && a->N == 16) ? (kp < 0 ? 3 : kp) : 0;
+    kp = (G == 1 && a->N == 16) ? (kp < 0 ? 0 : kp) : 0;
   const VimkDType gdt = (VimkDType) (a->gate_dtype < 0 ? dt : a->gate_dtype);
   ScanParams sp;
   sp.a = *a;
