@@ -38,7 +38,7 @@ best() {  # best of 3 runs
     b=0
     for i in 1 2 3; do
         f=$(fps "$@")
-        if [ -n "$f" ] && [ "$(echo "$f > $b" | bc -l)" = 1 ]; then b=$f; fi
+        if [ -n "$f" ] && awk "BEGIN { exit !($f > $b) }"; then b=$f; fi
     done
     echo "$b"
 }
@@ -55,4 +55,4 @@ with=$(best filesrc location="$clip" ! qtdemux ! h264parse ! nvh264dec ! \
 echo "clip: $clip"
 echo "decode only:        $base fps"
 echo "decode+vimclassify: $with fps"
-echo "ratio:              $(echo "$with / $base" | bc -l | cut -c1-5) (acceptance: >= 0.90)"
+echo "ratio:              $(awk "BEGIN { printf \"%.3f\", $with / $base }") (acceptance: >= 0.90)"

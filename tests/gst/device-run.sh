@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs the plugin's GPU checks on a GPU host that has no GStreamer, from a
+# build made elsewhere (see ../shared/device/README.md): the CUDA-memory
+# element test, the CPU element tests with a GPU present, and the
+# nvh264dec ! vimclassify benchmark. Logs go to $OUT (or /tmp/vim-out).
+#
+#   tests/gst/device-run.sh [CLIP.mp4]
+# Environment: BUILD (default build-gpu); carry .gst-bundle and the build.
+set -u
+cd "$(dirname "$0")/../.."
+B=${BUILD:-build-gpu}
+O=${OUT:-/tmp/vim-out}
+mkdir -p "$O"
+. .gst-bundle/env.sh
+export GST_PLUGIN_PATH=$PWD/$B/gst-plugin
+clip=${1:-}
+M=/tmp/vim-models
+mkdir -p "$M"
+python3 tools/vim-random-model --variant vim_ti --image-size 64,64 --depth 2 \
+  --num-classes 10 --seed 7 -o "$M/gst-test.safetensors" >/dev/null
+python3 tools/vim-random-model --variant vim_ti --seed 1 --dtype F16 -o "$M/vim-ti.safetensors" >/dev/null
+
+{
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+  gst-inspect-1.0 vimclassify | head -n 20
+  gst-inspect-1.0 nvh264dec | grep -E "Long-name|Rank"
+} > "$O/log-gst-info.txt" 2>&1
+head -n 3 "$O/log-gst-info.txt"
+
+run_test () {  # run_test NAME: one gst-check binary with the meson test environment
+  GST_PLUGIN_PATH_1_0=$GST_PLUGIN_PATH GST_REGISTRY_1_0=/tmp/reg-$1.bin \
+  GST_TRACERS=leaks CK_FORK=no CK_DEFAULT_TIMEOUT=300 \
+  VIM_TEST_MODEL=$M/gst-test.safetensors VIM_TEST_LABELS=$PWD/tests/gst/test-labels.txt \
+  VIM_TEST_SHARED_DATA=/nonexistent \
+    "$B/tests/gst/test-gst-$1" > "$O/log-gst-$1.txt" 2>&1
+  echo "test-gst-$1: rc=$? $(grep -E '^[0-9]+%: Checks' "$O/log-gst-$1.txt" | tail -n 1)"
+}
+run_test vimclassify_cuda
+run_test vimclassify
+run_test vimmeta
+
+for prec in fp16 fp32; do
+  echo "== nvh264dec ! vimclassify (Vim-Ti 224, random weights, $prec)"
+  pipelines/bench-nvdec-classify.sh "$M/vim-ti.safetensors" "$clip" precision=$prec 2>&1 | tee -a "$O/log-gst-bench.txt"
+done
