@@ -131,7 +131,8 @@ GST_START_TEST (test_cudaupload)
     Result r = { 0 };
     gchar *launch = g_strdup_printf ("videotestsrc num-buffers=%d "
         "pattern=smpte ! video/x-raw,format=%s,width=320,height=240 ! "
-        "cudaupload ! vimclassify name=c device=cuda model-file=\"%s\" ! "
+        "cudaupload ! video/x-raw(memory:CUDAMemory) ! "
+        "vimclassify name=c device=cuda model-file=\"%s\" ! "
         "appsink name=sink", N_FRAMES, formats[i], vim_test_model_path ());
 
     run (launch, &r);
