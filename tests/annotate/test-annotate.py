@@ -303,6 +303,21 @@ def test_shard(tmp):
         seen += share
     check(len(seen) == len(set(seen)), 'overlap between shards')
     check(sorted(seen) == sorted(everything), 'the shards do not cover the inputs')
+    # pipelines/slurm-annotate.sh: task I of an array of 3 takes shard I/3
+    slurm = os.path.join(os.path.dirname(ANNOTATE), '..', 'pipelines', 'slurm-annotate.sh')
+    bindir = os.path.join(tmp, 'bin')
+    os.makedirs(bindir)
+    os.symlink(os.path.realpath(ANNOTATE), os.path.join(bindir, 'vim-annotate'))
+    by_slurm = []
+    for i in range(3):
+        env = dict(os.environ, PATH=bindir + os.pathsep + os.environ['PATH'],
+                   SLURM_ARRAY_TASK_ID=str(i), SLURM_ARRAY_TASK_COUNT='3',
+                   DEVICE='cpu', VIM_ANNOTATE_ARGS='--list')
+        r = subprocess.run(['bash', slurm, many, os.path.join(tmp, 'unused'), MODEL],
+                           capture_output=True, text=True, env=env, timeout=60)
+        check(r.returncode == 0, 'slurm script: ' + r.stderr)
+        by_slurm += r.stdout.splitlines()
+    check(by_slurm == seen, 'the Slurm script does not take the shards of --shard I/3')
     for bad in ('3/3', '1/0', 'x'):
         r = run_annotate(['--list', '--shard', bad, '-o', tmp, many])
         check(r.returncode == 2, '--shard %s accepted' % bad)
