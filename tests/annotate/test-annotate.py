@@ -249,10 +249,18 @@ def test_resume(tmp):
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
     deadline = time.monotonic() + 300
-    while not glob.glob(os.path.join(part, '*.jsonl')):
+    # after the first output, in the middle of the next video: once
+    # vimannotate's temporary file has lines (flush-every 10)
+    def mid_video():
+        tmps = glob.glob(os.path.join(part, '*.jsonl.part.tmp-*'))
+        try:
+            return tmps and os.path.getsize(tmps[0]) > 0
+        except OSError:
+            return False
+    while not (glob.glob(os.path.join(part, '*.jsonl')) and mid_video()):
         check(p.poll() is None and time.monotonic() < deadline,
               'finished or timed out before the first output appeared')
-        time.sleep(0.01)
+        time.sleep(0.005)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     done = glob.glob(os.path.join(part, '*.jsonl'))
@@ -269,7 +277,8 @@ def test_resume(tmp):
     check(sum(int(r['skipped']) for r in rows.values()) == len(done), 'skipped count')
     names = sorted(f for f in os.listdir(full) if f.endswith('.jsonl'))
     check(names == sorted(f for f in os.listdir(part) if f.endswith('.jsonl')), 'output names')
-    check(not glob.glob(os.path.join(part, '*.part')), '.part left')
+    check(sorted(os.listdir(part)) == sorted(names + ['summary.csv']),
+          'files left: %r' % sorted(os.listdir(part)))
     for n in names:
         check(open(os.path.join(full, n), 'rb').read() == open(os.path.join(part, n), 'rb').read(),
               '%s differs from the uninterrupted run' % n)
