@@ -495,8 +495,12 @@ gst_vim_annotate_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   json_node_unref (root);
   g_object_unref (b);
 
+  /* one write per line, so that nothing else on stdout can cut into it */
+  line = g_realloc (line, len + 2);
+  line[len++] = '\n';
+  line[len] = '\0';
   self->frame++;
-  if (fwrite (line, 1, len, self->file) != len || fputc ('\n', self->file) == EOF) {
+  if (fwrite (line, 1, len, self->file) != len) {
     int e = errno;
 
     g_free (line);
