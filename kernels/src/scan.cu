@@ -30,9 +30,16 @@
  * The default is KP = 0: as compiled the kernel is issue-bound (ncu on an
  * H100: 64% issue slots busy, ~250 warp instructions per step of 32 chains),
  * and KP = 3 measured 7% slower (bench/RESULTS.md).
+ *
+ * V2 (the default; V1 stays behind VIM_CUDA_SCAN_V1=1) addresses a chain's
+ * tokens as base + s * stride with 32-bit strides, uses a branch-free
+ * softplus and caps registers for 3-4 blocks per SM: the same floating-point
+ * operations, 8-24% faster at batch 256 on an H200 (bench/RESULTS.md).
  */
 #include "common.cuh"
 #include <cuda_pipeline.h>
+#include <stdlib.h>
+#include <algorithm>
 
 using namespace vimk;
 
@@ -50,6 +57,22 @@ struct ScanParams {
   float *summS;                 /* [nseq][2][P][E] delta sums */
 };
 
+/* softplus_f without the branch (same operations, so the same result) */
+__device__ __forceinline__ float softplus_nb (float v)
+{
+  float e = ex2_mufu (-fabsf (v) * 1.4426950408889634f);
+  float s = e * rcp_mufu (2.f + e);
+  float s2 = s * s;
+  float q = fmaf (s2, 1.f / 13.f, 1.f / 11.f);
+  q = fmaf (q, s2, 1.f / 9.f);
+  q = fmaf (q, s2, 1.f / 7.f);
+  q = fmaf (q, s2, 1.f / 5.f);
+  q = fmaf (q, s2, 1.f / 3.f);
+  q = fmaf (q, s2, 1.f);
+  const float r = fmaxf (v, 0.f) + 2.f * s * q;
+  return v > 20.f ? v : r;
+}
+
 /* transposing butterfly over G lanes: lane g ends with sum over lanes of p[g] */
 template <int G, int HALF>
 __device__ __forceinline__ void butterfly (float *p, int g)
@@ -66,10 +89,25 @@ __device__ __forceinline__ void butterfly (float *p, int g)
   }
 }
 
-template <typename T, typename TG, int N, int G, int RV, int KP, bool SUMMARY>
-__global__ void __launch_bounds__ (kThreads)
+/* V2: per-thread base pointers and 32-bit signed per-step offsets instead of
+ * 64-bit row arithmetic for every access, a branch-free softplus, and a
+ * register cap for scan_min_blocks blocks per SM (the same floating-point
+ * operations). VIM_CUDA_SCAN_V1=1 selects the V1 kernel. */
+template <int G, int RV, int VER>
+__host__ __device__ constexpr int scan_min_blocks ()
+{
+  /* G = 1 fp16 took 153 (RV 4) and 181 (RV 8) registers in V1: 3 and 2
+   * blocks of 128 per SM. 4 and 3 here need no spills; 5 and 4 (96 and 128
+   * registers, with spills) measured no faster on an H200. */
+  return VER == 1 ? 1 : (RV <= 4 ? 4 : 3);
+}
+
+/* VER: 1 = V1, 2 = V2 */
+template <typename T, typename TG, int N, int G, int RV, int KP, bool SUMMARY, int VER>
+__global__ void __launch_bounds__ (kThreads, (scan_min_blocks<G, RV, VER> ()))
 scan_kernel (ScanParams sp)
 {
+  constexpr bool V2 = VER >= 2;
   constexpr int NS = N / G;
   constexpr int TT = tile_steps (G);
   constexpr int PER = TT / G;                 /* steps per lane per tile */
@@ -98,6 +136,14 @@ scan_kernel (ScanParams sp)
   T *xy = (T *) a.xy;
   const int64_t col = (int64_t) dir * E + c;
   const int64_t pc = (int64_t) dir * E + c;   /* parameter row */
+  /* V2: token at scan step s = base + s * stride (stride negative backward) */
+  const int64_t row0 = seq_base + (dir ? L - 1 : 0);
+  const float *dbl0 = dbl + row0 * ldd;
+  const int dstr = dir ? -ldd : ldd;
+  T *xy0 = xy + row0 * a.ld_xy + col;
+  const int xstr = (int) (dir ? -a.ld_xy : a.ld_xy);
+  const TG *gate0 = gate + row0 * a.ld_gate + c;
+  const int gstr = (int) (dir ? -a.ld_gate : a.ld_gate);
 
   float A2[NS], h[NS];
 #pragma unroll
@@ -140,7 +186,11 @@ scan_kernel (ScanParams sp)
     float *dst = stage + (size_t) buf * TT * ldd;
     int r = r_lane, cc = c_lane;
     for (int q = lane; q < TT * q4; q += 32) {
-      __pipeline_memcpy_async (dst + r * ldd + cc * 4, dbl + token_row (t0 + r) * ldd + cc * 4, 16);
+      if constexpr (V2)
+        __pipeline_memcpy_async (dst + r * ldd + cc * 4,
+            dbl0 + min (t0 + r, s1 - 1) * dstr + cc * 4, 16);
+      else
+        __pipeline_memcpy_async (dst + r * ldd + cc * 4, dbl + token_row (t0 + r) * ldd + cc * 4, 16);
       r += r_step;
       cc += c_step;
       if (cc >= q4) {
@@ -155,10 +205,17 @@ scan_kernel (ScanParams sp)
   auto fetch_lane = [&] (int t0, float *uu, float *gg) {
 #pragma unroll
     for (int m = 0; m < PER; m++) {
-      int64_t row = token_row (t0 + g + G * m);
-      uu[m] = ld<T> (xy + row * a.ld_xy + col);
-      if (!SUMMARY)
-        gg[m] = ld<TG> (gate + row * a.ld_gate + c);
+      if constexpr (V2) {
+        const int sm = min (t0 + g + G * m, s1 - 1);
+        uu[m] = ld<T> (xy0 + sm * xstr);
+        if (!SUMMARY)
+          gg[m] = ld<TG> (gate0 + sm * gstr);
+      } else {
+        int64_t row = token_row (t0 + g + G * m);
+        uu[m] = ld<T> (xy + row * a.ld_xy + col);
+        if (!SUMMARY)
+          gg[m] = ld<TG> (gate + row * a.ld_gate + c);
+      }
     }
   };
 
@@ -201,7 +258,7 @@ scan_kernel (ScanParams sp)
           acc1 = fmaf (v.w, wd[i].w, acc1);
         }
       }
-      const float delta = valid ? softplus_f (acc0 + acc1) : 0.f;
+      const float delta = valid ? (V2 ? softplus_nb (acc0 + acc1) : softplus_f (acc0 + acc1)) : 0.f;
       const float u = uc[m];
       const float du = delta * u;
       if (SUMMARY)
@@ -256,8 +313,12 @@ scan_kernel (ScanParams sp)
       if (!SUMMARY) {
         butterfly<G, G / 2> (p, g);
         if (valid && active) {
-          const int64_t row = token_row (s);
-          st (xy + row * a.ld_xy + col, (p[0] + Dv * u) * gc[m]);
+          if constexpr (V2) {
+            st (xy0 + s * xstr, (p[0] + Dv * u) * gc[m]);
+          } else {
+            const int64_t row = token_row (s);
+            st (xy + row * a.ld_xy + col, (p[0] + Dv * u) * gc[m]);
+          }
         }
       }
     }
@@ -283,70 +344,88 @@ scan_kernel (ScanParams sp)
 
 typedef void (*ScanFn) (ScanParams);
 
+template <typename T, typename TG, int N, int G, int RV, int KP, bool S>
+ScanFn pick_v (int ver)
+{
+  return ver >= 2 ? scan_kernel<T, TG, N, G, RV, KP, S, 2> : scan_kernel<T, TG, N, G, RV, KP, S, 1>;
+}
+
 template <typename T, typename TG, int N, int G, int RV, bool S>
-ScanFn pick_kp (int kp)
+ScanFn pick_kp (int kp, int v2)
 {
   if constexpr (G == 1 && N == 16) {
     switch (kp) {
-      case 0: return scan_kernel<T, TG, N, G, RV, 0, S>;
-      case 3: return scan_kernel<T, TG, N, G, RV, 3, S>;
+      case 0: return pick_v<T, TG, N, G, RV, 0, S> (v2);
+      case 3: return pick_v<T, TG, N, G, RV, 3, S> (v2);
       default: return nullptr;
     }
   } else {
-    return kp == 0 ? scan_kernel<T, TG, N, G, RV, 0, S> : nullptr;
+    return kp == 0 ? pick_v<T, TG, N, G, RV, 0, S> (v2) : nullptr;
   }
 }
 
 template <typename T, typename TG, int N, int G, bool S>
-ScanFn pick_rv (int rv, int kp)
+ScanFn pick_rv (int rv, int kp, int v2)
 {
   if (rv <= 4)
-    return pick_kp<T, TG, N, G, 4, S> (kp);
+    return pick_kp<T, TG, N, G, 4, S> (kp, v2);
   if constexpr (N == 16) {
     if (rv <= 8)
-      return pick_kp<T, TG, N, G, 8, S> (kp);
+      return pick_kp<T, TG, N, G, 8, S> (kp, v2);
     if (rv <= 16)
-      return pick_kp<T, TG, N, G, 16, S> (kp);
+      return pick_kp<T, TG, N, G, 16, S> (kp, v2);
   }
   return nullptr;
 }
 
 template <typename T, typename TG, int N, bool S>
-ScanFn pick_g (int G, int rv, int kp)
+ScanFn pick_g (int G, int rv, int kp, int v2)
 {
   switch (G) {
-    case 1: return pick_rv<T, TG, N, 1, S> (rv, kp);
-    case 2: return pick_rv<T, TG, N, 2, S> (rv, kp);
-    case 4: return pick_rv<T, TG, N, 4, S> (rv, kp);
-    case 8: return pick_rv<T, TG, N, 8, S> (rv, kp);
-    case 16: if constexpr (N >= 16) return pick_rv<T, TG, N, 16, S> (rv, kp); else return nullptr;
+    case 1: return pick_rv<T, TG, N, 1, S> (rv, kp, v2);
+    case 2: return pick_rv<T, TG, N, 2, S> (rv, kp, v2);
+    case 4: return pick_rv<T, TG, N, 4, S> (rv, kp, v2);
+    case 8: return pick_rv<T, TG, N, 8, S> (rv, kp, v2);
+    case 16: if constexpr (N >= 16) return pick_rv<T, TG, N, 16, S> (rv, kp, v2); else return nullptr;
     default: return nullptr;
   }
 }
 
 template <typename T, typename TG, bool S>
-ScanFn pick_n (int N, int G, int rv, int kp)
+ScanFn pick_n (int N, int G, int rv, int kp, int v2)
 {
   switch (N) {
-    case 8: return pick_g<T, TG, 8, S> (G, rv, kp);
-    case 16: return pick_g<T, TG, 16, S> (G, rv, kp);
+    case 8: return pick_g<T, TG, 8, S> (G, rv, kp, v2);
+    case 16: return pick_g<T, TG, 16, S> (G, rv, kp, v2);
     default: return nullptr;
   }
 }
 
 template <bool S>
-ScanFn pick (VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp)
+ScanFn pick (VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp, int v2)
 {
   if (gdt == dt) {
     switch (dt) {
-      case VIMK_F32: return pick_n<float, float, S> (N, G, rv, kp);
-      case VIMK_F16: return pick_n<__half, __half, S> (N, G, rv, kp);
-      case VIMK_BF16: return pick_n<__nv_bfloat16, __nv_bfloat16, S> (N, G, rv, kp);
+      case VIMK_F32: return pick_n<float, float, S> (N, G, rv, kp, v2);
+      case VIMK_F16: return pick_n<__half, __half, S> (N, G, rv, kp, v2);
+      case VIMK_BF16: return pick_n<__nv_bfloat16, __nv_bfloat16, S> (N, G, rv, kp, v2);
     }
   } else if (dt == VIMK_BF16 && gdt == VIMK_F32) {
-    return pick_n<__nv_bfloat16, float, S> (N, G, rv, kp);
+    return pick_n<__nv_bfloat16, float, S> (N, G, rv, kp, v2);
   }
   return nullptr;
+}
+
+/* VIM_CUDA_SCAN_V1=1: the V1 kernel (64-bit row arithmetic per access),
+ * kept for A/B timing (bench/scan-ab-device.sh) */
+int scan_version ()
+{
+  static int v = 0;
+  if (v == 0) {
+    const char *e = getenv ("VIM_CUDA_SCAN_V1");
+    v = (e != nullptr && e[0] != '\0' && e[0] != '0') ? 1 : 2;
+  }
+  return v;
 }
 
 int sm_count ()
@@ -436,8 +515,11 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
     sp.summ = (float *) workspace;
     sp.summS = sp.summ + (size_t) a->nseq * 2 * P * a->E * a->N;
   }
-  ScanFn main_fn = pick<false> (dt, gdt, a->N, G, a->r_pad / 4, kp);
-  ScanFn sum_fn = P > 1 ? pick<true> (dt, gdt, a->N, G, a->r_pad / 4, kp) : nullptr;
+  /* V2 takes 32-bit offsets within a sequence */
+  const int v2 = (int64_t) a->L * std::max (std::max (a->ld_xy, a->ld_gate), (int64_t) a->ldd)
+      < ((int64_t) 1 << 31) ? scan_version () : 1;
+  ScanFn main_fn = pick<false> (dt, gdt, a->N, G, a->r_pad / 4, kp, v2);
+  ScanFn sum_fn = P > 1 ? pick<true> (dt, gdt, a->N, G, a->r_pad / 4, kp, v2) : nullptr;
   if (main_fn == nullptr || (P > 1 && sum_fn == nullptr))
     return cudaErrorInvalidValue;
   const int cpb = kThreads / G;
