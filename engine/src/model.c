@@ -1,6 +1,7 @@
 /* A Vim model: the config read from the file's metadata, every tensor checked
  * against it, fp32 host views of the weights, and the labels. */
 #include "vim-private.h"
+#include "half.h"
 
 #include <math.h>
 #include <string.h>
@@ -227,23 +228,7 @@ half_to_float (const guint8 *in, float *out, size_t n, gboolean bf16)
   for (size_t i = 0; i < n; i++) {
     /* bytewise: a tensor may start at an odd offset in the file */
     guint16 h = (guint16) (in[2 * i] | (in[2 * i + 1] << 8));
-    guint32 bits;
-    if (bf16) {
-      bits = (guint32) h << 16;
-    } else {
-      guint32 sign = (guint32) (h & 0x8000) << 16;
-      guint32 exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-      if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13);
-      } else if (exp == 0) {
-        float f = ldexpf ((float) man, -24);
-        memcpy (&bits, &f, 4);
-        bits |= sign;
-      } else {
-        bits = sign | ((exp + 112) << 23) | (man << 13);
-      }
-    }
-    memcpy (&out[i], &bits, 4);
+    out[i] = bf16 ? vim_bf16_to_f32 (h) : vim_f16_to_f32 (h);
   }
 }
 

@@ -21,6 +21,7 @@
 #include "vim-private.h"
 #include "vim-build-config.h"
 #include "cuda_bench.h"
+#include "half.h"
 
 #include <cuda.h>
 #include <cuda_runtime_api.h>
@@ -200,50 +201,13 @@ vim_cuda_device_count (int *n, GError **error)
 
 /* ---- host conversions ------------------------------------------------------ */
 
-static guint16
-f32_to_f16 (float f)
-{
-  guint32 x;
-  memcpy (&x, &f, 4);
-  guint32 sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;
-  if (a >= 0x7f800000u)
-    return sign | (a > 0x7f800000u ? 0x7e00u : 0x7c00u);
-  if (a >= 0x477ff000u)
-    return sign | 0x7c00u;
-  if (a < 0x38800000u) {
-    if (a < 0x33000001u)
-      return sign;
-    guint32 m = (a & 0x7fffffu) | 0x800000u;
-    int shift = 126 - (int) (a >> 23);
-    guint32 r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (r & 1)))
-      r++;
-    return sign | r;
-  }
-  guint32 r = (a >> 13) - (112u << 10), rem = a & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (r & 1)))
-    r++;
-  return sign | r;
-}
-
-static guint16
-f32_to_bf16 (float f)
-{
-  guint32 x;
-  memcpy (&x, &f, 4);
-  if ((x & 0x7fffffffu) > 0x7f800000u)
-    return (x >> 16) | 0x40u;
-  x += 0x7fffu + ((x >> 16) & 1u);
-  return x >> 16;
-}
-
 static void
 store_t (VimkDType dt, void *dst, size_t i, float v)
 {
   switch (dt) {
     case VIMK_F32: ((float *) dst)[i] = v; break;
-    case VIMK_F16: ((guint16 *) dst)[i] = f32_to_f16 (v); break;
-    case VIMK_BF16: ((guint16 *) dst)[i] = f32_to_bf16 (v); break;
+    case VIMK_F16: ((guint16 *) dst)[i] = vim_f32_to_f16 (v); break;
+    case VIMK_BF16: ((guint16 *) dst)[i] = vim_f32_to_bf16 (v); break;
   }
 }
 

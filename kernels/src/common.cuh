@@ -81,8 +81,6 @@ __device__ __forceinline__ float silu_f (float v)
  * log1p(e) = 2 atanh(s), s = e / (2 + e) <= 1/3. */
 __device__ __forceinline__ float softplus_f (float v)
 {
-  if (v > 20.f)
-    return v;
   float e = ex2_mufu (-fabsf (v) * 1.4426950408889634f);
   float s = e * rcp_mufu (2.f + e);
   float s2 = s * s;
@@ -92,7 +90,8 @@ __device__ __forceinline__ float softplus_f (float v)
   q = fmaf (q, s2, 1.f / 5.f);
   q = fmaf (q, s2, 1.f / 3.f);
   q = fmaf (q, s2, 1.f);
-  return fmaxf (v, 0.f) + 2.f * s * q;
+  const float r = fmaxf (v, 0.f) + 2.f * s * q;
+  return v > 20.f ? v : r;   /* a select, not a branch: the scan's hot loop */
 }
 
 __host__ __device__ inline int64_t cdiv (int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -57,22 +57,6 @@ struct ScanParams {
   float *summS;                 /* [nseq][2][P][E] delta sums */
 };
 
-/* softplus_f without the branch (same operations, so the same result) */
-__device__ __forceinline__ float softplus_nb (float v)
-{
-  float e = ex2_mufu (-fabsf (v) * 1.4426950408889634f);
-  float s = e * rcp_mufu (2.f + e);
-  float s2 = s * s;
-  float q = fmaf (s2, 1.f / 13.f, 1.f / 11.f);
-  q = fmaf (q, s2, 1.f / 9.f);
-  q = fmaf (q, s2, 1.f / 7.f);
-  q = fmaf (q, s2, 1.f / 5.f);
-  q = fmaf (q, s2, 1.f / 3.f);
-  q = fmaf (q, s2, 1.f);
-  const float r = fmaxf (v, 0.f) + 2.f * s * q;
-  return v > 20.f ? v : r;
-}
-
 /* transposing butterfly over G lanes: lane g ends with sum over lanes of p[g] */
 template <int G, int HALF>
 __device__ __forceinline__ void butterfly (float *p, int g)
@@ -258,7 +242,7 @@ scan_kernel (ScanParams sp)
           acc1 = fmaf (v.w, wd[i].w, acc1);
         }
       }
-      const float delta = valid ? (V2 ? softplus_nb (acc0 + acc1) : softplus_f (acc0 + acc1)) : 0.f;
+      const float delta = valid ? softplus_f (acc0 + acc1) : 0.f;
       const float u = uc[m];
       const float du = delta * u;
       if (SUMMARY)
