@@ -72,8 +72,15 @@ typedef struct {
   const float *patch_b;       /* (D) */
   VimLayerWeights *layers;    /* depth */
   const float *norm_f_w;      /* (D) */
-  const float *head_w;        /* (C, D) */
+  const float *head_w;        /* (C, D), classifier only */
   const float *head_b;        /* (C) */
+  /* segmentation head (docs/segmentation-plan.md), segmenter only */
+  const float *seg_proj_w[VIM_MAX_SEG_LAYERS]; /* (C_h, D) per level */
+  const float *seg_proj_b;    /* (C_h) */
+  const float *seg_dw_w;      /* (C_h, 1, 3, 3) depthwise */
+  const float *seg_dw_b;      /* (C_h) */
+  const float *seg_cls_w;     /* (K, C_h) */
+  const float *seg_cls_b;     /* (K) */
 } VimWeights;
 
 struct _VimModel {
@@ -96,6 +103,9 @@ typedef struct {
   gboolean (*preprocess) (VimRunner *r, const VimFrame *frames, int n, float *out, GError **error);
   gboolean (*forward) (VimRunner *r, const float *input, int n, float *logits, GError **error);
   gboolean (*classify) (VimRunner *r, const VimFrame *frames, int n, float *logits, GError **error);
+  /* results[i].geometry is filled by the caller (runner.c) before the call */
+  gboolean (*segment) (VimRunner *r, const VimFrame *frames, int n,
+      const VimMaskSpec *spec, VimSegResult *results, GError **error);
   void (*free) (VimRunner *r);
 } VimBackend;
 

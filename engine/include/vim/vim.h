@@ -53,6 +53,8 @@ typedef enum {
   VIM_RESIZE_SHORT_SIDE_CROP, /* short side to input/crop_ratio, then centre crop (official eval) */
 } VimResizePolicy;
 
+#define VIM_MAX_SEG_LAYERS 8
+
 typedef struct {
   const char *name;           /* model name from the file (variant) */
   VimTask task;
@@ -76,6 +78,11 @@ typedef struct {
   float mean[3], std[3];      /* on [0,1] RGB */
   VimResizePolicy resize;
   float crop_ratio;           /* for VIM_RESIZE_SHORT_SIDE_CROP */
+  /* segmentation models only (task == VIM_TASK_SEGMENTATION), else 0 */
+  int n_seg_layers;           /* feature levels fed to the head (4) */
+  int seg_layers[VIM_MAX_SEG_LAYERS]; /* block indices, ascending (5,11,17,23) */
+  int seg_channels;           /* C_h, the head's hidden width */
+  int ignore_index;           /* label id ignored in training and metrics, -1 = none */
 } VimModelConfig;
 
 typedef struct _VimModel VimModel;
@@ -90,6 +97,10 @@ const char *vim_model_get_path (const VimModel *model);
 const char *vim_model_get_label (const VimModel *model, int class_id);
 /* Replaces the labels with those of a text file (one per line). */
 gboolean vim_model_load_labels (VimModel *model, const char *path, GError **error);
+/* Floats that vim_runner_forward writes per image: num_classes for a
+ * classifier, num_classes * grid_h * grid_w for a segmenter (laid out
+ * (K, grid_h, grid_w), token r*grid_w+c at (r, c)). */
+size_t vim_model_output_size (const VimModel *model);
 
 /* ---- frames ------------------------------------------------------------ */
 
@@ -165,13 +176,99 @@ gboolean vim_runner_preprocess (VimRunner *runner, const VimFrame *frames,
     int n, float *out, GError **error);
 
 /* Runs the network on preprocessed input (n, 3, H, W) in host memory and
- * writes n * num_classes logits. */
+ * writes n * vim_model_output_size() logits. */
 gboolean vim_runner_forward (VimRunner *runner, const float *input, int n,
     float *logits, GError **error);
 
 /* Preprocess + forward: n frames in, n * num_classes logits out (host). */
 gboolean vim_runner_classify (VimRunner *runner, const VimFrame *frames, int n,
     float *logits, GError **error);
+
+/* ---- segmentation ------------------------------------------------------ */
+
+/* The size of the class map a segmenter returns. */
+typedef enum {
+  VIM_MASK_SIZE_GRID,         /* the model's token grid (grid_w x grid_h) */
+  VIM_MASK_SIZE_FIXED,        /* VimMaskSpec.width x height */
+  VIM_MASK_SIZE_FRAME,        /* one mask pixel per frame pixel of the mapped rectangle */
+} VimMaskSizeMode;
+
+typedef struct {
+  VimMaskSizeMode mode;
+  int width, height;          /* for VIM_MASK_SIZE_FIXED, 1 .. 16384 */
+} VimMaskSpec;
+
+/* Where a mask lies: its size, and the rectangle of the frame it covers, in
+ * frame pixel coordinates (mask pixel (mx, my) covers frame x in
+ * [x + mx * w / width, x + (mx + 1) * w / width), likewise y). For stretch
+ * and letterbox that is the whole frame (letterbox borders are cut off); for
+ * short-side crop it is the centre crop. */
+typedef struct {
+  int width, height;
+  double x, y, w, h;
+} VimMaskGeometry;
+
+/* Mask size and mapping for a frame of frame_w x frame_h. FALSE (with error)
+ * for a bad spec or a model that is not a segmenter. */
+gboolean vim_model_mask_geometry (const VimModel *model, int frame_w,
+    int frame_h, const VimMaskSpec *spec, VimMaskGeometry *out, GError **error);
+
+/* Output buffers of one frame, allocated by the caller from the geometry.
+ * The logits on the token grid are upsampled bilinearly (align_corners =
+ * FALSE, as PyTorch's interpolate) to the mask, then reduced per pixel. */
+typedef struct {
+  VimMemory memory;           /* where classes and confidence live (CUDA: current context) */
+  uint8_t *classes;           /* argmax class id per pixel (width x height) */
+  size_t classes_stride;      /* bytes per row, >= width */
+  uint8_t *confidence;        /* optional (NULL = not wanted): round(255 * max softmax prob) */
+  size_t confidence_stride;
+  float *fractions;           /* optional host array of num_classes: share of mask pixels per class */
+  VimMaskGeometry geometry;   /* written by vim_runner_segment */
+} VimSegResult;
+
+/* Preprocess + forward + upsampling and argmax (on the GPU for CUDA runners)
+ * for n frames; results[i] receives frame i's mask. */
+gboolean vim_runner_segment (VimRunner *runner, const VimFrame *frames, int n,
+    const VimMaskSpec *spec, VimSegResult *results, GError **error);
+
+/* Host-side postprocessing of one image's logits (K, grid_h, grid_w), as
+ * vim_runner_segment does it; for tools that hold logits already. */
+gboolean vim_segment_logits (const VimModel *model, const float *logits,
+    const VimMaskGeometry *geometry, VimSegResult *result, GError **error);
+
+/* ---- drawing (used by overlays) --------------------------------------- */
+
+typedef struct {
+  float alpha;                /* 0 .. 1: weight of the class colour */
+  const uint8_t *palette;     /* RGB triplets, n_palette of them; class c uses c % n_palette */
+  int n_palette;
+  const uint8_t *class_visible; /* num classes entries of 0/1, or NULL = all visible */
+  int n_classes;              /* entries in class_visible */
+  gboolean contours;          /* draw class boundaries opaque (alpha 1) */
+} VimBlendOptions;
+
+/* Blends a class mask (host or device memory, as mask_memory says) into a
+ * frame, in place, over the frame rectangle the geometry names (nearest
+ * mask pixel per frame pixel). The frame's planes are written: for
+ * VIM_MEMORY_CUDA frames the blend runs in a kernel on cuda_stream (a
+ * cudaStream_t, NULL = the default stream) in the current context and has
+ * finished on return. Supported frame formats: RGB, RGBA, RGBX, BGR, BGRA,
+ * BGRX, NV12, I420 (YUV: BT.601 limited range; chroma takes the mask value
+ * of the top-left luma pixel of its 2x2 block). */
+gboolean vim_blend_mask (const VimFrame *frame, const uint8_t *mask,
+    size_t mask_stride, VimMemory mask_memory, const VimMaskGeometry *geometry,
+    const VimBlendOptions *options, void *cuda_stream, GError **error);
+
+/* Composites a host image of premultiplied ARGB32 pixels (cairo's
+ * CAIRO_FORMAT_ARGB32, native endian) at (x, y) onto a frame, clipped to
+ * the frame; same formats and memory rules as vim_blend_mask. */
+gboolean vim_blend_argb (const VimFrame *frame, const uint8_t *argb,
+    int width, int height, size_t stride, int x, int y, void *cuda_stream,
+    GError **error);
+
+/* A default palette of 256 distinct RGB colours (CamVid's first 11, then
+ * generated), 768 bytes. */
+const uint8_t *vim_default_palette (void);
 
 /* ---- postprocessing ---------------------------------------------------- */
 
