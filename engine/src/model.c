@@ -11,7 +11,8 @@ static const char *const known_keys[] = {
   "format", "format_version", "task", "name", "image_size", "patch_size",
   "stride", "in_chans", "embed_dim", "depth", "d_state", "expand", "d_conv",
   "dt_rank", "num_classes", "cls_token", "norm_eps", "mean", "std", "resize",
-  "crop_ratio", "labels", "labels_file", NULL
+  "crop_ratio", "labels", "labels_file", "seg_layers", "seg_channels",
+  "ignore_index", NULL
 };
 
 typedef struct {
@@ -99,6 +100,53 @@ meta_floats (MetaReader *r, const char *key, int n, gboolean required,
   return TRUE;
 }
 
+/* seg_layers: 1 .. VIM_MAX_SEG_LAYERS block indices, ascending, unique. */
+static gboolean
+meta_seg_layers (MetaReader *r, VimModelConfig *c)
+{
+  const char *v = meta_get (r, "seg_layers", TRUE);
+  if (v == NULL)
+    return FALSE;
+  char **parts = g_strsplit (v, ",", -1);
+  guint n = g_strv_length (parts);
+  gboolean ok = n >= 1 && n <= VIM_MAX_SEG_LAYERS;
+  for (guint i = 0; ok && i < n; i++) {
+    gint64 x;
+    ok = g_ascii_string_to_signed (parts[i], 10, 0, c->depth - 1, &x, NULL)
+        && (i == 0 || x > c->seg_layers[i - 1]);
+    c->seg_layers[i] = (int) x;
+  }
+  g_strfreev (parts);
+  if (!ok)
+    return meta_fail (r, "metadata field 'seg_layers' = '%s' is not 1 to %d "
+        "ascending, unique block indices in [0, %d]", v, VIM_MAX_SEG_LAYERS,
+        c->depth - 1);
+  c->n_seg_layers = (int) n;
+  return TRUE;
+}
+
+/* The segmentation head's keys (docs/segmentation.md); refused on classifiers. */
+static gboolean
+read_seg_config (MetaReader *r, VimModelConfig *c)
+{
+  static const char *const seg_keys[] = { "seg_layers", "seg_channels",
+    "ignore_index" };
+  if (c->task != VIM_TASK_SEGMENTATION) {
+    for (guint i = 0; i < G_N_ELEMENTS (seg_keys); i++)
+      if (meta_get (r, seg_keys[i], FALSE) != NULL)
+        return meta_fail (r, "metadata field '%s' is for task 'segmentation' "
+            "only", seg_keys[i]);
+    return TRUE;
+  }
+  /* masks are uint8 class ids */
+  if (c->num_classes > 255)
+    return meta_fail (r, "a segmentation model has at most 255 classes, not %d",
+        c->num_classes);
+  return meta_seg_layers (r, c)
+      && meta_int (r, "seg_channels", 1, 4096, 0, TRUE, &c->seg_channels)
+      && meta_int (r, "ignore_index", -1, 255, -1, FALSE, &c->ignore_index);
+}
+
 static gboolean
 read_config (MetaReader *r, VimModelConfig *c, char **name_out)
 {
@@ -123,7 +171,7 @@ read_config (MetaReader *r, VimModelConfig *c, char **name_out)
   if (strcmp (v, "classification") == 0)
     c->task = VIM_TASK_CLASSIFICATION;
   else if (strcmp (v, "segmentation") == 0)
-    return meta_fail (r, "task 'segmentation' is not supported by this engine version");
+    c->task = VIM_TASK_SEGMENTATION;
   else
     return meta_fail (r, "task '%s' is unknown", v);
 
@@ -177,6 +225,8 @@ read_config (MetaReader *r, VimModelConfig *c, char **name_out)
     return meta_fail (r, "cls_token '%s' is unknown (middle, none)", v);
   if (c->task == VIM_TASK_CLASSIFICATION && c->cls_index < 0)
     return meta_fail (r, "a classification model needs cls_token 'middle'");
+  if (c->task == VIM_TASK_SEGMENTATION && c->cls_index >= 0)
+    return meta_fail (r, "a segmentation model needs cls_token 'none'");
   c->seq_len = c->num_patches + (c->cls_index >= 0 ? 1 : 0);
 
   c->norm_eps = 1e-5f;
@@ -209,7 +259,7 @@ read_config (MetaReader *r, VimModelConfig *c, char **name_out)
   if (floorf (MIN (c->image_height, c->image_width) / c->crop_ratio) > 65536)
     return meta_fail (r, "crop_ratio %g resizes the short side to more than 65536 pixels",
         c->crop_ratio);
-  return TRUE;
+  return read_seg_config (r, c);
 }
 
 /* ---- tensors ------------------------------------------------------------ */
@@ -274,12 +324,17 @@ bind (TensorBinder *b, const char *name, int ndim, ...)
     same = t->shape[i] == want[i];
   if (!same) {
     char *got = shape_string (t->shape, t->ndim), *exp = shape_string (want, ndim);
+    char seg_note[48] = "";
+    if (m->config.task == VIM_TASK_SEGMENTATION)
+      g_snprintf (seg_note, sizeof seg_note, ", seg_channels %d",
+          m->config.seg_channels);
     g_set_error (b->error, VIM_ERROR, VIM_ERROR_MODEL,
         "%s: tensor '%s' has shape %s but the model's metadata (embed_dim %d, "
         "depth %d, d_state %d, expand %d, d_conv %d, dt_rank %d, %d classes, "
-        "%d tokens) needs %s", m->path, name, got, m->config.embed_dim,
+        "%d tokens%s) needs %s", m->path, name, got, m->config.embed_dim,
         m->config.depth, m->config.d_state, m->config.expand, m->config.d_conv,
-        m->config.dt_rank, m->config.num_classes, m->config.seq_len, exp);
+        m->config.dt_rank, m->config.num_classes, m->config.seq_len,
+        seg_note, exp);
     g_free (got);
     g_free (exp);
     return NULL;
@@ -314,9 +369,26 @@ bind_weights (TensorBinder *b)
   BIND (w->pos_embed, "pos_embed", 3, 1, L, D);
   BIND (w->patch_w, "patch_embed.proj.weight", 4, D, 3, P, P);
   BIND (w->patch_b, "patch_embed.proj.bias", 1, D);
-  BIND (w->head_w, "head.weight", 2, C, D);
-  BIND (w->head_b, "head.bias", 1, C);
-  BIND (w->norm_f_w, "norm_f.weight", 1, D);
+  if (c->task == VIM_TASK_CLASSIFICATION) {
+    BIND (w->head_w, "head.weight", 2, C, D);
+    BIND (w->head_b, "head.bias", 1, C);
+    BIND (w->norm_f_w, "norm_f.weight", 1, D);
+  } else {
+    const int Ch = c->seg_channels;
+    /* a segmenter reads no final norm; a file may still carry it */
+    if (vim_safetensors_find (m->st, "norm_f.weight") != NULL)
+      BIND (w->norm_f_w, "norm_f.weight", 1, D);
+    for (int i = 0; i < c->n_seg_layers; i++) {
+      char name[64];
+      g_snprintf (name, sizeof name, "seg_head.proj.%d.weight", i);
+      BIND (w->seg_proj_w[i], name, 2, Ch, D);
+    }
+    BIND (w->seg_proj_b, "seg_head.proj_bias", 1, Ch);
+    BIND (w->seg_dw_w, "seg_head.dwconv.weight", 4, Ch, 1, 3, 3);
+    BIND (w->seg_dw_b, "seg_head.dwconv.bias", 1, Ch);
+    BIND (w->seg_cls_w, "seg_head.cls.weight", 2, C, Ch);
+    BIND (w->seg_cls_b, "seg_head.cls.bias", 1, C);
+  }
   w->layers = g_new0 (VimLayerWeights, c->depth);
   static const char *const suffix[2] = { "", "_b" };
   for (int i = 0; i < c->depth; i++) {
@@ -345,7 +417,8 @@ bind_weights (TensorBinder *b)
     if (!g_hash_table_contains (b->seen, t->name)) {
       g_set_error (b->error, VIM_ERROR, VIM_ERROR_MODEL,
           "%s: unexpected tensor '%s' for a depth-%d %s model", m->path,
-          t->name, c->depth, "classification");
+          t->name, c->depth, c->task == VIM_TASK_SEGMENTATION
+          ? "segmentation" : "classification");
       return FALSE;
     }
   }

@@ -227,6 +227,35 @@ mb_new_tiny (void)
   return s;
 }
 
+/* The tiny model as a segmenter (docs/segmentation.md): no class token
+ * (L = 4), no head.* and no norm_f, seg_layers "0", C_h = MB_CH. */
+#define MB_CH 4
+
+static inline ModelSpec *
+mb_new_tiny_seg (void)
+{
+  ModelSpec *s = mb_new_tiny ();
+  mb_set_meta (s, "task", "segmentation");
+  mb_set_meta (s, "name", "vim_loader_test_tiny_seg");
+  mb_set_meta (s, "cls_token", "none");
+  mb_set_meta (s, "seg_layers", "0");
+  mb_set_meta (s, "seg_channels", "4");
+  mb_set_meta (s, "ignore_index", "255");
+  mb_remove_tensor (s, "cls_token");
+  mb_remove_tensor (s, "head.weight");
+  mb_remove_tensor (s, "head.bias");
+  mb_remove_tensor (s, "norm_f.weight");
+  mb_find (s, "pos_embed")->shape[1] = MB_L - 1;
+  const char *f = "F32";
+  mb_add_tensor (s, "seg_head.proj.0.weight", f, 2, MB_CH, MB_D);
+  mb_add_tensor (s, "seg_head.proj_bias", f, 1, MB_CH);
+  mb_add_tensor (s, "seg_head.dwconv.weight", f, 4, MB_CH, 1, 3, 3);
+  mb_add_tensor (s, "seg_head.dwconv.bias", f, 1, MB_CH);
+  mb_add_tensor (s, "seg_head.cls.weight", f, 2, MB_C, MB_CH);
+  mb_add_tensor (s, "seg_head.cls.bias", f, 1, MB_C);
+  return s;
+}
+
 static inline void
 mb_free (ModelSpec *s)
 {

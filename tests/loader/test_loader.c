@@ -229,6 +229,7 @@ static void e_format_version (ModelSpec *s) { mb_set_meta (s, "format_version", 
 static void e_format_version_10 (ModelSpec *s) { mb_set_meta (s, "format_version", "1.0"); }
 static void e_task_unknown (ModelSpec *s) { mb_set_meta (s, "task", "detection"); }
 static void e_task_seg (ModelSpec *s) { mb_set_meta (s, "task", "segmentation"); }
+static void e_seg_key_on_classifier (ModelSpec *s) { mb_set_meta (s, "seg_channels", "4"); }
 static void e_labels_count (ModelSpec *s) { mb_set_meta (s, "labels", "cat\ndog"); }
 static void e_labels_extra (ModelSpec *s) { mb_set_meta (s, "labels", "cat\ndog\nbird\nfish"); }
 static void
@@ -281,6 +282,87 @@ static void e_crop_ratio_tiny (ModelSpec *s) { mb_set_meta (s, "crop_ratio", "1e
 static void e_crop_ratio_small (ModelSpec *s) { mb_set_meta (s, "crop_ratio", "0.0002"); }
 static void e_norm_eps (ModelSpec *s) { mb_set_meta (s, "norm_eps", "0"); }
 static void e_norm_eps_junk (ModelSpec *s) { mb_set_meta (s, "norm_eps", "1e-5f"); }
+
+/* Edits of the tiny segmenter (mb_new_tiny_seg). */
+static void s_layers_missing (ModelSpec *s) { mb_set_meta (s, "seg_layers", NULL); }
+static void s_layers_empty (ModelSpec *s) { mb_set_meta (s, "seg_layers", ""); }
+static void s_layers_junk (ModelSpec *s) { mb_set_meta (s, "seg_layers", "0x"); }
+static void s_layers_depth (ModelSpec *s) { mb_set_meta (s, "seg_layers", "1"); }
+static void s_layers_negative (ModelSpec *s) { mb_set_meta (s, "seg_layers", "-1"); }
+static void s_layers_repeat (ModelSpec *s) { mb_set_meta (s, "seg_layers", "0,0"); }
+static void
+s_layers_descending (ModelSpec *s)
+{
+  mb_set_meta (s, "depth", "2");
+  mb_set_meta (s, "seg_layers", "1,0");
+}
+static void
+s_layers_nine (ModelSpec *s)
+{
+  mb_set_meta (s, "depth", "9");
+  mb_set_meta (s, "seg_layers", "0,1,2,3,4,5,6,7,8");
+}
+static void s_channels_missing (ModelSpec *s) { mb_set_meta (s, "seg_channels", NULL); }
+static void s_channels_zero (ModelSpec *s) { mb_set_meta (s, "seg_channels", "0"); }
+static void s_channels_big (ModelSpec *s) { mb_set_meta (s, "seg_channels", "4097"); }
+static void s_ignore_256 (ModelSpec *s) { mb_set_meta (s, "ignore_index", "256"); }
+static void s_ignore_minus2 (ModelSpec *s) { mb_set_meta (s, "ignore_index", "-2"); }
+static void
+s_cls_middle (ModelSpec *s)
+{
+  mb_set_meta (s, "cls_token", "middle");
+}
+static void
+s_classes_256 (ModelSpec *s)
+{
+  mb_set_meta (s, "num_classes", "256");
+  mb_set_meta (s, "labels", NULL);
+}
+static void s_head_present (ModelSpec *s) { mb_add_tensor (s, "head.weight", "F32", 2, MB_C, MB_D); }
+static void s_cls_token_present (ModelSpec *s) { mb_add_tensor (s, "cls_token", "F32", 3, 1, 1, MB_D); }
+static void s_missing_cls_bias (ModelSpec *s) { mb_remove_tensor (s, "seg_head.cls.bias"); }
+static void s_missing_proj (ModelSpec *s) { mb_remove_tensor (s, "seg_head.proj.0.weight"); }
+static void s_extra_proj (ModelSpec *s) { mb_add_tensor (s, "seg_head.proj.1.weight", "F32", 2, MB_CH, MB_D); }
+static void s_dwconv_shape (ModelSpec *s) { mb_find (s, "seg_head.dwconv.weight")->shape[3] = 5; }
+static void s_proj_shape (ModelSpec *s) { mb_find (s, "seg_head.proj.0.weight")->shape[0] = MB_CH + 1; }
+static void s_channels_vs_shapes (ModelSpec *s) { mb_set_meta (s, "seg_channels", "8"); }
+static void s_cls_weight_shape (ModelSpec *s) { mb_find (s, "seg_head.cls.weight")->shape[0] = MB_C + 1; }
+static void s_norm_f_shape (ModelSpec *s) { mb_add_tensor (s, "norm_f.weight", "F32", 1, MB_D + 1); }
+
+typedef struct {
+  const char *name;
+  void (*edit) (ModelSpec *s);
+  const char *msg[4];
+} SegFailCase;
+
+/* every one a VIM_ERROR_MODEL that names the key or tensor */
+static const SegFailCase seg_fail_cases[] = {
+  { "seg-layers-missing", s_layers_missing, { "metadata field 'seg_layers' is missing" } },
+  { "seg-layers-empty", s_layers_empty, { "metadata field 'seg_layers' = '' is not 1 to 8 ascending" } },
+  { "seg-layers-junk", s_layers_junk, { "'seg_layers' = '0x'" } },
+  { "seg-layers-past-depth", s_layers_depth, { "'seg_layers' = '1'", "in [0, 0]" } },
+  { "seg-layers-negative", s_layers_negative, { "'seg_layers' = '-1'" } },
+  { "seg-layers-repeated", s_layers_repeat, { "'seg_layers' = '0,0'", "unique" } },
+  { "seg-layers-descending", s_layers_descending, { "'seg_layers' = '1,0'", "ascending" } },
+  { "seg-layers-nine", s_layers_nine, { "'seg_layers' = '0,1,2,3,4,5,6,7,8' is not 1 to 8" } },
+  { "seg-channels-missing", s_channels_missing, { "metadata field 'seg_channels' is missing" } },
+  { "seg-channels-0", s_channels_zero, { "'seg_channels' = '0' is not an integer in [1, 4096]" } },
+  { "seg-channels-4097", s_channels_big, { "'seg_channels' = '4097' is not an integer in [1, 4096]" } },
+  { "ignore-index-256", s_ignore_256, { "'ignore_index' = '256' is not an integer in [-1, 255]" } },
+  { "ignore-index--2", s_ignore_minus2, { "'ignore_index' = '-2' is not an integer in [-1, 255]" } },
+  { "seg-cls-token-middle", s_cls_middle, { "a segmentation model needs cls_token 'none'" } },
+  { "seg-256-classes", s_classes_256, { "a segmentation model has at most 255 classes, not 256" } },
+  { "seg-head-tensor", s_head_present, { "unexpected tensor 'head.weight'", "segmentation model" } },
+  { "seg-cls-token-tensor", s_cls_token_present, { "unexpected tensor 'cls_token'" } },
+  { "seg-missing-cls-bias", s_missing_cls_bias, { "required tensor 'seg_head.cls.bias' is missing" } },
+  { "seg-missing-proj", s_missing_proj, { "required tensor 'seg_head.proj.0.weight' is missing" } },
+  { "seg-extra-proj", s_extra_proj, { "unexpected tensor 'seg_head.proj.1.weight'" } },
+  { "seg-dwconv-shape", s_dwconv_shape, { "tensor 'seg_head.dwconv.weight' has shape (4, 1, 3, 5)", "needs (4, 1, 3, 3)" } },
+  { "seg-proj-shape", s_proj_shape, { "tensor 'seg_head.proj.0.weight' has shape (5, 8)", "seg_channels 4", "needs (4, 8)" } },
+  { "seg-channels-vs-shapes", s_channels_vs_shapes, { "tensor 'seg_head.proj.0.weight' has shape (4, 8)", "seg_channels 8", "needs (8, 8)" } },
+  { "seg-cls-weight-shape", s_cls_weight_shape, { "tensor 'seg_head.cls.weight' has shape (4, 4)", "needs (3, 4)" } },
+  { "seg-norm-f-shape", s_norm_f_shape, { "tensor 'norm_f.weight' has shape (9)", "needs (8)" } },
+};
 
 #define F VIM_ERROR_FORMAT
 #define M VIM_ERROR_MODEL
@@ -363,7 +445,8 @@ static const FailCase fail_cases[] = {
   { "format-version-2", e_format_version, NULL, M, { "format_version '2' is not supported" } },
   { "format-version-1.0", e_format_version_10, NULL, M, { "format_version '1.0' is not supported" } },
   { "task-unknown", e_task_unknown, NULL, M, { "task 'detection' is unknown" } },
-  { "task-segmentation", e_task_seg, NULL, M, { "task 'segmentation' is not supported" } },
+  { "task-segmentation-with-cls-token", e_task_seg, NULL, M, { "a segmentation model needs cls_token 'none'" } },
+  { "seg-key-on-classifier", e_seg_key_on_classifier, NULL, M, { "metadata field 'seg_channels' is for task 'segmentation' only" } },
   { "labels-too-few", e_labels_count, NULL, M, { "the 'labels' metadata has 2 labels but the model has 3 classes" } },
   { "labels-too-many", e_labels_extra, NULL, M, { "the 'labels' metadata has 4 labels but the model has 3 classes" } },
   { "labels-file-with-slash", e_labels_file_slash, NULL, M, { "labels_file '../labels.txt' must be a plain file name" } },
@@ -409,6 +492,22 @@ test_fail_case (gconstpointer data)
   char *path = case_path (c->name);
   write_bytes (path, b->data, b->len);
   expect_open_fails (path, c->code, c->msg);
+  g_unlink (path);
+  g_free (path);
+  g_byte_array_unref (b);
+  mb_free (s);
+}
+
+static void
+test_seg_fail_case (gconstpointer data)
+{
+  const SegFailCase *c = data;
+  ModelSpec *s = mb_new_tiny_seg ();
+  c->edit (s);
+  GByteArray *b = mb_serialize (s);
+  char *path = case_path (c->name);
+  write_bytes (path, b->data, b->len);
+  expect_open_fails (path, VIM_ERROR_MODEL, c->msg);
   g_unlink (path);
   g_free (path);
   g_byte_array_unref (b);
@@ -779,6 +878,88 @@ test_valid_forward (void)
   mb_free (s);
 }
 
+/* ---- segmenters ------------------------------------------------------------ */
+
+static void
+check_seg_weights (const VimModel *m)
+{
+  const VimWeights *w = &m->w;
+  g_assert_null (w->cls_token);
+  g_assert_null (w->head_w);
+  g_assert_null (w->head_b);
+  check_values ("pos_embed", w->pos_embed, (MB_L - 1) * MB_D);
+  check_values ("seg_head.proj.0.weight", w->seg_proj_w[0], MB_CH * MB_D);
+  g_assert_null (w->seg_proj_w[1]);
+  check_values ("seg_head.proj_bias", w->seg_proj_b, MB_CH);
+  check_values ("seg_head.dwconv.weight", w->seg_dw_w, MB_CH * 9);
+  check_values ("seg_head.dwconv.bias", w->seg_dw_b, MB_CH);
+  check_values ("seg_head.cls.weight", w->seg_cls_w, MB_C * MB_CH);
+  check_values ("seg_head.cls.bias", w->seg_cls_b, MB_C);
+  check_values ("layers.0.mixer.in_proj.weight", w->layers[0].in_proj_w,
+      2 * MB_E * MB_D);
+}
+
+static void
+test_valid_segmenter (gconstpointer data)
+{
+  const char *dtype = data;
+  ModelSpec *s = mb_new_tiny_seg ();
+  mb_set_dtype_all (s, dtype);
+  char *name = g_strdup_printf ("valid-seg-%s", dtype);
+  VimModel *m = open_spec (s, name);
+  const VimModelConfig *c = vim_model_get_config (m);
+  g_assert_cmpstr (c->name, ==, "vim_loader_test_tiny_seg");
+  g_assert_cmpint (c->task, ==, VIM_TASK_SEGMENTATION);
+  g_assert_cmpint (c->cls_index, ==, -1);
+  g_assert_cmpint (c->seq_len, ==, 4);
+  g_assert_cmpint (c->n_seg_layers, ==, 1);
+  g_assert_cmpint (c->seg_layers[0], ==, 0);
+  g_assert_cmpint (c->seg_channels, ==, MB_CH);
+  g_assert_cmpint (c->ignore_index, ==, 255);
+  g_assert_cmpuint (vim_model_output_size (m), ==, MB_C * 2 * 2);
+  g_assert_null (m->w.norm_f_w);
+  check_seg_weights (m);
+  vim_model_unref (m);
+  g_free (name);
+  mb_free (s);
+}
+
+/* norm_f.weight is allowed (and unused); ignore_index defaults to -1; a
+ * deeper model with several levels. */
+static void
+test_valid_segmenter_norm_f (void)
+{
+  ModelSpec *s = mb_new_tiny_seg ();
+  mb_add_tensor (s, "norm_f.weight", "F32", 1, MB_D);
+  mb_set_meta (s, "ignore_index", NULL);
+  mb_set_meta (s, "depth", "3");
+  mb_set_meta (s, "seg_layers", "0,2");
+  mb_add_tensor (s, "seg_head.proj.1.weight", "F32", 2, MB_CH, MB_D);
+  /* copy layer 0's tensors to layers 1 and 2 */
+  guint n = s->tensors->len;
+  for (int l = 1; l < 3; l++)
+    for (guint i = 0; i < n; i++) {
+      MbTensor *t = s->tensors->pdata[i];
+      if (!g_str_has_prefix (t->name, "layers.0."))
+        continue;
+      char *nn = g_strdup_printf ("layers.%d.%s", l, t->name + strlen ("layers.0."));
+      MbTensor *c = mb_add_tensor (s, nn, "F32", 0);
+      c->ndim = t->ndim;
+      memcpy (c->shape, t->shape, sizeof t->shape);
+      g_free (nn);
+    }
+  VimModel *m = open_spec (s, "valid-seg-norm-f");
+  const VimModelConfig *c = vim_model_get_config (m);
+  g_assert_cmpint (c->ignore_index, ==, -1);
+  g_assert_cmpint (c->n_seg_layers, ==, 2);
+  g_assert_cmpint (c->seg_layers[0], ==, 0);
+  g_assert_cmpint (c->seg_layers[1], ==, 2);
+  check_values ("norm_f.weight", m->w.norm_f_w, MB_D);
+  check_values ("seg_head.proj.1.weight", m->w.seg_proj_w[1], MB_CH * MB_D);
+  vim_model_unref (m);
+  mb_free (s);
+}
+
 /* ---- main ------------------------------------------------------------------ */
 
 int
@@ -793,6 +974,11 @@ main (int argc, char **argv)
   for (guint i = 0; i < G_N_ELEMENTS (fail_cases); i++) {
     char *p = g_strdup_printf ("/loader/refuse/%s", fail_cases[i].name);
     g_test_add_data_func (p, &fail_cases[i], test_fail_case);
+    g_free (p);
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (seg_fail_cases); i++) {
+    char *p = g_strdup_printf ("/loader/refuse/%s", seg_fail_cases[i].name);
+    g_test_add_data_func (p, &seg_fail_cases[i], test_seg_fail_case);
     g_free (p);
   }
   g_test_add_func ("/loader/refuse/header-len-64MiB+1", test_header_too_long);
@@ -813,6 +999,9 @@ main (int argc, char **argv)
   g_test_add_func ("/loader/valid/load-labels-api", test_load_labels_api);
   g_test_add_func ("/loader/valid/geometry", test_valid_geometry);
   g_test_add_func ("/loader/valid/forward", test_valid_forward);
+  g_test_add_data_func ("/loader/valid/segmenter-f32", "F32", test_valid_segmenter);
+  g_test_add_data_func ("/loader/valid/segmenter-bf16", "BF16", test_valid_segmenter);
+  g_test_add_func ("/loader/valid/segmenter-norm-f-and-defaults", test_valid_segmenter_norm_f);
 
   int rc = g_test_run ();
 
