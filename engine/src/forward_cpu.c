@@ -36,6 +36,10 @@ typedef struct {
   float *delta;               /* (B*L, E) softplus(dt) of one direction */
   float *gated;               /* (B*L, E) sum of both directions' gated outputs */
   float *feature;             /* (B, D) final normed class token */
+  /* segmenters only: the head's per-token activations */
+  float *seg_sum;             /* (B*M, C_h) sum over levels of W_i feat_i + bias */
+  float *seg_act;             /* (B*M, C_h) after depthwise conv and GELU */
+  float *seg_logits;          /* (B*M, K) token-major logits */
 } CpuWorkspace;
 
 typedef struct {
@@ -139,7 +143,7 @@ typedef struct {
   const float *in, *w;
   float *out;
   int lda, rows, n, k, slices;
-  float alpha;
+  float alpha, beta;
 } GemmJob;
 
 static void
@@ -152,21 +156,29 @@ gemm_slices (void *data, int begin, int end)
     if (r1 > r0)
       cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, j->n,
           j->k, j->alpha, j->in + (size_t) r0 * j->lda, j->lda, j->w, j->k,
-          0.0f, j->out + (size_t) r0 * j->n, j->n);
+          j->beta, j->out + (size_t) r0 * j->n, j->n);
   }
 }
 
-/* out(rows, n) = alpha * in(rows, k) @ w(n, k)^T. Rows are split over the
- * runner's threads and each slice is one single-threaded BLAS call: one
- * thread pool for the whole forward pass instead of BLAS's and ours
- * fighting over the cores. */
+/* out(rows, n) = alpha * in(rows, k) @ w(n, k)^T + beta * out. Rows are
+ * split over the runner's threads and each slice is one single-threaded BLAS
+ * call: one thread pool for the whole forward pass instead of BLAS's and
+ * ours fighting over the cores. */
+static void
+matmul_wt_acc (const CpuRunner *cr, const float *in, int lda,
+    const float *w, float *out, int rows, int n, int k, float alpha,
+    float beta)
+{
+  GemmJob j = { in, w, out, lda, rows, n, k,
+    MIN (cr->n_threads, MAX (1, rows / 32)), alpha, beta };
+  vim_parallel_for (cr->pool, j.slices, gemm_slices, &j);
+}
+
 static void
 matmul_wt_scaled (const CpuRunner *cr, const float *in, int lda,
     const float *w, float *out, int rows, int n, int k, float alpha)
 {
-  GemmJob j = { in, w, out, lda, rows, n, k,
-    MIN (cr->n_threads, MAX (1, rows / 32)), alpha };
-  vim_parallel_for (cr->pool, j.slices, gemm_slices, &j);
+  matmul_wt_acc (cr, in, lda, w, out, rows, n, k, alpha, 0.0f);
 }
 
 static void
@@ -348,6 +360,9 @@ workspace_free (CpuWorkspace *ws)
   g_free (ws->delta);
   g_free (ws->gated);
   g_free (ws->feature);
+  g_free (ws->seg_sum);
+  g_free (ws->seg_act);
+  g_free (ws->seg_logits);
   memset (ws, 0, sizeof *ws);
 }
 
@@ -371,8 +386,17 @@ workspace_ensure (CpuWorkspace *ws, const VimModelConfig *c, int batch,
   ws->delta = g_try_new (float, BL * E);
   ws->gated = g_try_new (float, BL * E);
   ws->feature = g_try_new (float, (size_t) batch * D);
+  gboolean seg_ok = TRUE;
+  if (c->task == VIM_TASK_SEGMENTATION) {
+    const size_t BM = (size_t) batch * c->num_patches;
+    ws->seg_sum = g_try_new (float, BM * c->seg_channels);
+    ws->seg_act = g_try_new (float, BM * c->seg_channels);
+    ws->seg_logits = g_try_new (float, BM * c->num_classes);
+    seg_ok = ws->seg_sum && ws->seg_act && ws->seg_logits;
+  }
   if (!ws->patches || !ws->residual || !ws->hidden || !ws->normed || !ws->xz
-      || !ws->xc || !ws->xdbl || !ws->delta || !ws->gated || !ws->feature) {
+      || !ws->xc || !ws->xdbl || !ws->delta || !ws->gated || !ws->feature
+      || !seg_ok) {
     workspace_free (ws);
     g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE,
         "out of host memory for a batch of %d (%zu tokens)", batch, BL);
@@ -449,6 +473,94 @@ embed (const CpuRunner *cr, const VimModel *m, const float *input, int batch,
     }
 }
 
+/* ---- segmentation head (docs/segmentation.md) ---------------------------- */
+
+/* GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+static inline float
+gelu_tanh (float x)
+{
+  return 0.5f * x * (1.0f + tanhf (0.7978845608028654f
+          * (x + 0.044715f * x * x * x)));
+}
+
+typedef struct {
+  const VimModelConfig *c;
+  const VimWeights *w;
+  const float *in;            /* (B*M, C_h) */
+  float *out;                 /* (B*M, C_h) */
+} DwConvJob;
+
+/* 3x3 depthwise conv on the token grid (zero padding) + bias, then GELU;
+ * one token (b, r, col) per item. */
+static void
+dwconv_gelu_tokens (void *data, int begin, int end)
+{
+  const DwConvJob *j = data;
+  const VimModelConfig *c = j->c;
+  const int gh = c->grid_h, gw = c->grid_w, M = c->num_patches,
+      Ch = c->seg_channels;
+  for (int i = begin; i < end; i++) {
+    int b = i / M, r = (i % M) / gw, col = i % gw;
+    float *o = j->out + (size_t) i * Ch;
+    for (int ch = 0; ch < Ch; ch++)
+      o[ch] = j->w->seg_dw_b[ch];
+    for (int dy = -1; dy <= 1; dy++) {
+      if (r + dy < 0 || r + dy >= gh)
+        continue;
+      for (int dx = -1; dx <= 1; dx++) {
+        if (col + dx < 0 || col + dx >= gw)
+          continue;
+        const float *x = j->in
+            + ((size_t) b * M + (size_t) (r + dy) * gw + col + dx) * Ch;
+        const int tap = (dy + 1) * 3 + dx + 1;
+        for (int ch = 0; ch < Ch; ch++)
+          o[ch] += j->w->seg_dw_w[ch * 9 + tap] * x[ch];
+      }
+    }
+    for (int ch = 0; ch < Ch; ch++)
+      o[ch] = gelu_tanh (o[ch]);
+  }
+}
+
+/* Level i's contribution: seg_sum (+)= hidden @ W_i^T, the bias with the
+ * first level. Accumulating here keeps no per-level feature copies. */
+static void
+seg_head_add_level (const CpuRunner *cr, const VimModel *m, int level,
+    int batch, CpuWorkspace *ws)
+{
+  const VimModelConfig *c = &m->config;
+  const int Ch = c->seg_channels, D = c->embed_dim;
+  const size_t BM = (size_t) batch * c->num_patches;
+  if (level == 0)
+    for (size_t t = 0; t < BM; t++)
+      memcpy (ws->seg_sum + t * Ch, m->w.seg_proj_b, sizeof (float) * Ch);
+  matmul_wt_acc (cr, ws->hidden, D, m->w.seg_proj_w[level], ws->seg_sum,
+      (int) BM, Ch, D, 1.0f, 1.0f);
+}
+
+/* dwconv + GELU, classifier, and the (B, K, grid_h, grid_w) layout. */
+static void
+seg_head_finish (const CpuRunner *cr, const VimModel *m, int batch,
+    CpuWorkspace *ws, float *logits)
+{
+  const VimModelConfig *c = &m->config;
+  const int Ch = c->seg_channels, K = c->num_classes, M = c->num_patches;
+  const size_t BM = (size_t) batch * M;
+  DwConvJob job = { c, &m->w, ws->seg_sum, ws->seg_act };
+  vim_parallel_for (cr->pool, (int) BM, dwconv_gelu_tokens, &job);
+  for (size_t t = 0; t < BM; t++)
+    memcpy (ws->seg_logits + t * K, m->w.seg_cls_b, sizeof (float) * K);
+  matmul_wt_acc (cr, ws->seg_act, Ch, m->w.seg_cls_w, ws->seg_logits, (int) BM,
+      K, Ch, 1.0f, 1.0f);
+  for (int b = 0; b < batch; b++)
+    for (int t = 0; t < M; t++)
+      for (int k = 0; k < K; k++)
+        logits[((size_t) b * K + k) * M + t] =
+            ws->seg_logits[((size_t) b * M + t) * K + k];
+}
+
+/* ---- the forward pass, continued ----------------------------------------- */
+
 static gboolean
 cpu_forward (VimRunner *r, const float *input, int batch, float *logits,
     GError **error)
@@ -461,9 +573,13 @@ cpu_forward (VimRunner *r, const float *input, int batch, float *logits,
     return FALSE;
   const int L = c->seq_len, D = c->embed_dim, E = c->d_inner;
   const size_t BL = (size_t) batch * L;
+  const gboolean seg = c->task == VIM_TASK_SEGMENTATION;
+  /* a segmenter needs no block after its last feature level */
+  const int n_blocks = seg ? c->seg_layers[c->n_seg_layers - 1] + 1 : c->depth;
+  int level = 0;
 
   embed (cr, m, input, batch, ws);
-  for (int l = 0; l < c->depth; l++) {
+  for (int l = 0; l < n_blocks; l++) {
     const VimLayerWeights *lw = &m->w.layers[l];
     /* add -> norm: the residual stream carries the sum before the norm */
     if (l > 0)
@@ -475,9 +591,12 @@ cpu_forward (VimRunner *r, const float *input, int batch, float *logits,
       mixer_direction (cr, c, &lw->dir[d],
           cr->neg_a + (2 * (size_t) l + d) * cr->neg_a_stride, ws, batch, d);
     /* the two directions are averaged, then one shared out_proj */
-    if (l < c->depth - 1) {
+    if (seg || l < c->depth - 1) {
       matmul_wt_scaled (cr, ws->gated, E, lw->out_proj_w, ws->hidden, BL, D,
           E, 0.5f);
+      /* segmentation features: the raw mixer output of the tapped blocks */
+      if (seg && level < c->n_seg_layers && l == c->seg_layers[level])
+        seg_head_add_level (cr, m, level++, batch, ws);
     } else {
       /* the head reads only the class token: project just that row */
       for (int b = 0; b < batch; b++) {
@@ -486,6 +605,10 @@ cpu_forward (VimRunner *r, const float *input, int batch, float *logits,
             E, ws->gated + row * E, 1, 0.0f, ws->hidden + row * D, 1);
       }
     }
+  }
+  if (seg) {
+    seg_head_finish (cr, m, batch, ws, logits);
+    return TRUE;
   }
   /* final norm on residual + last mixer output, at the class token */
   for (int b = 0; b < batch; b++) {
@@ -556,6 +679,37 @@ cpu_classify (VimRunner *r, const VimFrame *frames, int n, float *logits,
   return ok;
 }
 
+/* Preprocess + forward for the whole batch, then each frame's mask on the
+ * host (segment.c). results[i].geometry was filled by runner.c. */
+static gboolean
+cpu_segment (VimRunner *r, const VimFrame *frames, int n,
+    const VimMaskSpec *spec, VimSegResult *results, GError **error)
+{
+  const VimModel *m = r->model;
+  const VimModelConfig *c = &m->config;
+  for (int i = 0; i < n; i++)
+    if (results[i].memory != VIM_MEMORY_HOST) {
+      g_set_error (error, VIM_ERROR, VIM_ERROR_INVALID_ARGUMENT,
+          "result %d: the CPU backend writes masks to host memory only "
+          "(VimSegResult.memory must be VIM_MEMORY_HOST)", i);
+      return FALSE;
+    }
+  const size_t per_logits = vim_model_output_size (m);
+  float *input = g_try_new (float, (size_t) n * 3 * c->image_height * c->image_width);
+  float *logits = g_try_new (float, (size_t) n * per_logits);
+  gboolean ok = input != NULL && logits != NULL;
+  if (!ok)
+    g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "out of host memory");
+  ok = ok && cpu_preprocess (r, frames, n, input, error)
+      && cpu_forward (r, input, n, logits, error);
+  for (int i = 0; ok && i < n; i++)
+    ok = vim_segment_logits (m, logits + per_logits * i, &results[i].geometry,
+        &results[i], error);
+  g_free (logits);
+  g_free (input);
+  return ok;
+}
+
 static void
 cpu_free (VimRunner *r)
 {
@@ -567,7 +721,11 @@ cpu_free (VimRunner *r)
 }
 
 static const VimBackend cpu_backend = {
-  cpu_preprocess, cpu_forward, cpu_classify, cpu_free,
+  .preprocess = cpu_preprocess,
+  .forward = cpu_forward,
+  .classify = cpu_classify,
+  .segment = cpu_segment,
+  .free = cpu_free,
 };
 
 gboolean

@@ -126,3 +126,50 @@ vim_runner_classify (VimRunner *runner, const VimFrame *frames, int n,
   return check_batch (n, frames, logits, error)
       && runner->backend->classify (runner, frames, n, logits, error);
 }
+
+gboolean
+vim_runner_segment (VimRunner *runner, const VimFrame *frames, int n,
+    const VimMaskSpec *spec, VimSegResult *results, GError **error)
+{
+  g_return_val_if_fail (runner != NULL, FALSE);
+  const VimModel *m = runner->model;
+  if (!check_batch (n, frames, results, error))
+    return FALSE;
+  if (m->config.task != VIM_TASK_SEGMENTATION) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_INVALID_ARGUMENT,
+        "%s is a classification model; vim_runner_segment needs a "
+        "segmentation model", m->path);
+    return FALSE;
+  }
+  if (runner->backend->segment == NULL) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_UNSUPPORTED,
+        "this backend (%s) cannot segment yet",
+        runner->options.device == VIM_DEVICE_CUDA ? "CUDA" : "CPU");
+    return FALSE;
+  }
+  if (spec == NULL) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_INVALID_ARGUMENT,
+        "vim_runner_segment needs a mask spec");
+    return FALSE;
+  }
+  /* per frame: the mask's size and place, and buffers that hold it */
+  for (int i = 0; i < n; i++) {
+    VimSegResult *r = &results[i];
+    if (!vim_frame_validate (&frames[i], error)
+        || !vim_model_mask_geometry (m, frames[i].width, frames[i].height,
+            spec, &r->geometry, error)) {
+      g_prefix_error (error, "frame %d: ", i);
+      return FALSE;
+    }
+    if (r->classes == NULL || r->classes_stride < (size_t) r->geometry.width
+        || (r->confidence != NULL
+            && r->confidence_stride < (size_t) r->geometry.width)) {
+      g_set_error (error, VIM_ERROR, VIM_ERROR_INVALID_ARGUMENT,
+          "result %d: a %dx%d mask needs classes with a stride >= %d "
+          "(and the same for confidence, when wanted)", i,
+          r->geometry.width, r->geometry.height, r->geometry.width);
+      return FALSE;
+    }
+  }
+  return runner->backend->segment (runner, frames, n, spec, results, error);
+}

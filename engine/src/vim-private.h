@@ -158,6 +158,20 @@ void vim_resize_map_compute (const VimModelConfig *cfg, int src_w, int src_h,
 void vim_preprocess_frame_cpu (const VimModelConfig *cfg, const VimFrame *frame,
     float *out);
 
+/* ---- segmentation postprocessing (segment.c) ---------------------------- */
+
+/* Where mask pixel (mx, my) samples the (grid_h, grid_w) logits: grid
+ * coordinate gx = (mx + 0.5) * scale_x + offset_x (likewise y), then
+ * bilinear with PyTorch's align_corners=False clamping (gx < 0 -> 0, the
+ * upper neighbour clamped to the grid). Host and CUDA postprocessing share it. */
+typedef struct {
+  double scale_x, offset_x;
+  double scale_y, offset_y;
+} VimSegSampling;
+
+void vim_seg_sampling_compute (const VimModelConfig *cfg,
+    const VimMaskGeometry *geometry, VimSegSampling *out);
+
 G_END_DECLS
 
 #endif /* VIM_PRIVATE_H */

@@ -8,7 +8,8 @@ Needs torch (CPU is fine). Each fixture:
    "input": {"seed", "batch"}, "logits": [[...]], "reference": "..."}
 The model is vimtools.random_weights.random_tensors(make_config(**config), weight_seed),
 rounded to `dtype` (what `vim-random-model --fixture` writes), the input is
-random_weights.random_input(seed, batch, cfg); logits in float64.
+random_weights.random_input(seed, batch, cfg); logits in float64. A
+segmenter's row holds its (K, grid_h, grid_w) logits flattened.
 """
 import argparse
 import json
@@ -42,6 +43,16 @@ TINY = dict(name="tiny", embed_dim=32, depth=2, stride=8, patch_size=8, image_si
 TINY_S4 = dict(name="tiny_s4", embed_dim=48, depth=3, stride=4, patch_size=8, image_size=[32, 48],
                d_state=16, expand=2, d_conv=4, dt_rank=3, num_classes=10, cls_token="middle", norm_eps=1e-5)
 
+# Segmenters (docs/segmentation.md): no class token, logits per token.
+TINY_SEG = dict(name="tiny_seg", task="segmentation", embed_dim=32, depth=4, stride=16, patch_size=16,
+                image_size=[64, 96], d_state=8, expand=2, d_conv=4, dt_rank=2, num_classes=5,
+                cls_token="none", norm_eps=1e-5, seg_layers=[0, 1, 2, 3], seg_channels=16)
+# Overlapping patches (stride 8: grid 7 x 11), two levels that skip the last block.
+TINY_SEG_S8 = dict(TINY_SEG, name="tiny_seg_s8", stride=8, seg_layers=[1, 2], seg_channels=24,
+                   num_classes=7)
+VIM_TI_SEG = dict(_variant_kwargs("vim_ti"), name="vim_ti_seg", task="segmentation", image_size=[512, 512],
+                  num_classes=11, cls_token="none", seg_layers=[5, 11, 17, 23], seg_channels=128)
+
 # name -> (config kwargs, weight seed, dtype, input seed, batch)
 FIXTURES = {
     "tiny_b1": (TINY, 1, "F32", 11, 1),
@@ -56,6 +67,10 @@ FIXTURES = {
     "vim_ti_s8_b4": (_variant_kwargs("vim_ti_s8"), 1, "F32", 7, 4),
     "vim_s_b1": (_variant_kwargs("vim_s"), 1, "F32", 11, 1),
     "vim_s_b4": (_variant_kwargs("vim_s"), 1, "F32", 7, 4),
+    "tiny_seg_b2": (TINY_SEG, 4, "F32", 7, 2),
+    "tiny_seg_s8_b2": (TINY_SEG_S8, 5, "F32", 11, 2),
+    "tiny_seg_bf16_b1": (TINY_SEG, 6, "BF16", 7, 1),
+    "vim_ti_seg512_b1": (VIM_TI_SEG, 1, "F32", 11, 1),
 }
 
 
@@ -74,6 +89,8 @@ def round_to_dtype(a, dtype):
 def make_config(kwargs):
     kw = dict(kwargs)
     kw["image_size"] = tuple(kw["image_size"])
+    if "seg_layers" in kw:
+        kw["seg_layers"] = tuple(kw["seg_layers"])
     return vimconfig.make_config(**kw)
 
 
@@ -84,7 +101,8 @@ def compute(name, spec):
     model = vim_ref.model_from_tensors(cfg, tensors, torch.float64)
     x = torch.from_numpy(random_weights.random_input(iseed, batch, cfg).astype(np.float64))
     with torch.no_grad():
-        logits = model(x).numpy()
+        # a segmenter's (B, K, gh, gw) logits are stored one flat row per image
+        logits = model(x).numpy().reshape(batch, -1)
     return {
         "name": name,
         "model": {"config": kwargs, "weight_seed": wseed, "dtype": dtype},

@@ -25,6 +25,14 @@ With cls_token 'none' (no official classification variant has it) the head
 reads the mean of `out` over the tokens, which is what the official
 `final_pool_type='mean'` branch does when there is no class token.
 
+Segmentation (task 'segmentation', cls_token 'none', docs/segmentation.md):
+the features are the raw mixer outputs `hidden` (not the residual, not
+normed) of the blocks in cfg['seg_layers']; the head is
+    h = sum_i proj_i(feat_i) + proj_bias          per token, (B, M, C_h)
+    h = GELU_tanh(dwconv3x3(h on the (gh, gw) grid, zero padding) + bias)
+    logits = cls(h)                               (B, K, gh, gw)
+and forward() returns those per-token logits (no upsampling, no norm_f).
+
 Mixer (bimamba v2, spec 2.2): xz = in_proj(u); forward direction with conv1d,
 x_proj, dt_proj, A_log, D; backward direction = flip x and z along the
 sequence, run the same recipe with the *_b weights, flip back;
@@ -148,6 +156,32 @@ class Block(nn.Module):
         self.norm = RMSNorm(cfg["embed_dim"], cfg["norm_eps"])
 
 
+def gelu_tanh(x):
+    """GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+class SegHead(nn.Module):
+    """Per-token multi-level projection, 3x3 depthwise conv + GELU, classifier."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        D, Ch, K = cfg["embed_dim"], cfg["seg_channels"], cfg["num_classes"]
+        self.grid = cfg["grid"]
+        self.proj = nn.ModuleList(nn.Linear(D, Ch, bias=False) for _ in cfg["seg_layers"])
+        self.proj_bias = nn.Parameter(torch.zeros(Ch))
+        self.dwconv = nn.Conv2d(Ch, Ch, kernel_size=3, padding=1, groups=Ch, bias=True)
+        self.cls = nn.Linear(Ch, K, bias=True)
+
+    def forward(self, feats):
+        """feats: list of (B, M, D), one per level -> logits (B, K, gh, gw)."""
+        gh, gw = self.grid
+        h = sum(p(f) for p, f in zip(self.proj, feats)) + self.proj_bias   # (B, M, C_h)
+        h = h.transpose(1, 2).reshape(h.shape[0], -1, gh, gw)             # (B, C_h, gh, gw)
+        h = gelu_tanh(self.dwconv(h))
+        return torch.einsum("kc,bchw->bkhw", self.cls.weight, h) + self.cls.bias[None, :, None, None]
+
+
 class VimRef(nn.Module):
     def __init__(self, cfg):
         super().__init__()
@@ -163,11 +197,17 @@ class VimRef(nn.Module):
             self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg["seq_len"], D))
         self.patch_embed = PatchEmbed(cfg["patch_size"], cfg["stride"], D)
-        self.has_head = cfg.get("task", "classification") == "classification"
+        self.is_segmenter = cfg.get("task", "classification") == "segmentation"
+        self.has_head = not self.is_segmenter
         if self.has_head:
             self.head = nn.Linear(D, cfg["num_classes"], bias=True)
+        else:
+            if self.has_cls:
+                raise ValueError("a segmenter has no class token (cls_token 'none')")
+            self.seg_head = SegHead(cfg)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg["depth"]))
-        self.norm_f = RMSNorm(D, cfg["norm_eps"])
+        if not self.is_segmenter:       # a segmenter reads no final norm
+            self.norm_f = RMSNorm(D, cfg["norm_eps"])
 
     @property
     def cls_index(self):
@@ -195,10 +235,13 @@ class VimRef(nn.Module):
             residual = hidden if residual is None else residual + hidden
             hidden = layer.mixer(layer.norm(residual))
             mixer_outs.append(hidden)
-        out = self.norm_f(residual + hidden)
+        out = self.norm_f(residual + hidden) if hasattr(self, "norm_f") else None
         return (out, mixer_outs) if return_mixer_outputs else out
 
     def forward(self, img):
+        if self.is_segmenter:
+            _, mixer_outs = self.forward_features(img, return_mixer_outputs=True)
+            return self.seg_head([mixer_outs[i] for i in self.cfg["seg_layers"]])
         out = self.forward_features(img)
         f = out[:, self.cls_index] if self.has_cls else out.mean(dim=1)
         return self.head(f)
@@ -218,7 +261,10 @@ def config_from_metadata(meta):
         expand=int(meta["expand"]), d_conv=int(meta["d_conv"]), dt_rank=int(meta["dt_rank"]),
         num_classes=int(meta["num_classes"]), cls_token=meta["cls_token"],
         mean=floats(meta["mean"]), std=floats(meta["std"]), resize=meta["resize"],
-        crop_ratio=float(meta.get("crop_ratio", "0.875")), norm_eps=float(meta.get("norm_eps", "1e-5")))
+        crop_ratio=float(meta.get("crop_ratio", "0.875")), norm_eps=float(meta.get("norm_eps", "1e-5")),
+        **({"seg_layers": ints(meta["seg_layers"]), "seg_channels": int(meta["seg_channels"]),
+            "ignore_index": int(meta["ignore_index"]) if "ignore_index" in meta else None}
+           if meta["task"] == "segmentation" else {}))
 
 
 def model_from_tensors(cfg, tensors, dtype=torch.float64):
@@ -234,6 +280,8 @@ def load_safetensors(path, dtype=torch.float64):
     from vimtools import safetensors_io
     tensors, meta = safetensors_io.read(path)
     cfg = config_from_metadata(meta)
+    if cfg["task"] == "segmentation":
+        tensors.pop("norm_f.weight", None)  # allowed in the file, unused
     labels = meta["labels"].split("\n") if "labels" in meta else None
     return model_from_tensors(cfg, tensors, dtype), cfg, labels
 
@@ -251,6 +299,11 @@ def main(argv=None):
     x = torch.from_numpy(random_weights.random_input(args.seed, args.batch, cfg).astype(np.float64))
     with torch.no_grad():
         logits = model(x)
+    if cfg["task"] == "segmentation":
+        for b in range(logits.shape[0]):
+            classes = logits[b].argmax(0)
+            print(b, "argmax on the grid:", [[int(v) for v in row] for row in classes])
+        return
     for b in range(logits.shape[0]):
         top = torch.topk(logits[b], min(5, logits.shape[1]))
         print(b, [(int(i), (labels[int(i)] if labels else str(int(i))), float(v))

@@ -61,6 +61,12 @@ def random_tensors(cfg, seed):
             # scan term C.h is a large part of each mixer's output (about 40% of the logits'
             # variation at 24 layers) instead of about 0.5%, and scan bugs show up in parity tests.
             v = 8.0 * u / math.sqrt(shape[1])
+        elif name.startswith("seg_head.proj.") and name.endswith(".weight"):
+            # the raw mixer outputs of random blocks are small (std ~0.02): 40x the
+            # default scale gives head activations of order 1, so the logits vary
+            # from token to token (and argmax masks are not one class) instead of
+            # being the classifier bias plus a 5 % ripple.
+            v = 40.0 * u / math.sqrt(shape[1])
         else:  # weight matrices: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
             fan_in = int(np.prod(shape[1:]))
             v = u / math.sqrt(fan_in)
