@@ -123,6 +123,14 @@ vim_runner_classify (VimRunner *runner, const VimFrame *frames, int n,
     float *logits, GError **error)
 {
   g_return_val_if_fail (runner != NULL, FALSE);
+  /* a segmenter writes grid-sized logits: more than the caller allocated */
+  if (runner->model->config.task != VIM_TASK_CLASSIFICATION) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_INVALID_ARGUMENT,
+        "%s is a segmentation model: use vim_runner_segment (or "
+        "vim_runner_forward with vim_model_output_size floats per image)",
+        runner->model->path);
+    return FALSE;
+  }
   return check_batch (n, frames, logits, error)
       && runner->backend->classify (runner, frames, n, logits, error);
 }
