@@ -49,13 +49,25 @@ CONFIGS = [
     dict(embed_dim=20, depth=2, stride=3, patch_size=5, image_size=(11, 14), d_state=6, num_classes=4,
          d_conv=2, norm_eps=1e-3),
     dict(embed_dim=32, depth=2, stride=8, patch_size=8, image_size=(8, 8), d_state=8, num_classes=4),   # M = 1
+    # segmenters: grid 3 x 5 with a skipped last block; a 1 x 1 grid (the 3x3 conv sees only its centre)
+    dict(embed_dim=16, depth=3, stride=8, patch_size=8, image_size=(24, 40), d_state=4, num_classes=6,
+         task="segmentation", cls_token="none", seg_layers=(0, 1), seg_channels=12),
+    dict(embed_dim=16, depth=2, stride=8, patch_size=8, image_size=(8, 8), d_state=4, num_classes=3,
+         task="segmentation", cls_token="none", seg_channels=5),
 ]
 
 
 def ref_logits(cfg, tensors, img):
+    """(B, classes) for a classifier, (B, K * gh * gw) for a segmenter (as fixtures store them)."""
     model = vim_ref.model_from_tensors(cfg, tensors)
     with torch.no_grad():
-        return model(torch.from_numpy(np.asarray(img, dtype=np.float64))).numpy()
+        out = model(torch.from_numpy(np.asarray(img, dtype=np.float64))).numpy()
+    return out.reshape(out.shape[0], -1)
+
+
+def np_logits(cfg, tensors, img):
+    out = vim_np.forward(cfg, tensors, img)
+    return out.reshape(out.shape[0], -1)
 
 
 def relerr(a, b):
@@ -79,7 +91,7 @@ def main():
                 w[k][:2] = np.float32(25.0)
         x = random_weights.random_input(5 + i, 2, cfg)
         a = ref_logits(cfg, w, x)
-        b = vim_np.forward(cfg, w, x)
+        b = np_logits(cfg, w, x)
         e = relerr(a, b)
         ok = e < 1e-12
         failures += not ok
@@ -98,7 +110,7 @@ def main():
             msg = f"{fx['name']}: vim_ref {e1:.1e}"
             ok = e1 < 1e-13
             if args.all or cfg["num_patches"] < 100:
-                e2 = relerr(vim_np.forward(cfg, w, x), want)
+                e2 = relerr(np_logits(cfg, w, x), want)
                 msg += f", vim_np {e2:.1e}"
                 ok = ok and e2 < 1e-12
             # the model file vim-random-model --fixture writes

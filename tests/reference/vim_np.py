@@ -87,10 +87,28 @@ def mixer(u, p, N, R, scan=True):
     return o @ p["out_proj.weight"].T
 
 
+def _seg_head(cfg, t, feats):
+    """feats: list of (B, M, D) -> logits (B, K, gh, gw). The depthwise 3x3 conv as
+    nine shifted copies of a zero-padded grid (vim_ref uses Conv2d)."""
+    gh, gw = cfg["grid"]
+    h = t["seg_head.proj_bias"] + sum(f @ t["seg_head.proj.%d.weight" % i].T for i, f in enumerate(feats))
+    B, M, C = h.shape
+    g = np.pad(h.reshape(B, gh, gw, C), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    w = t["seg_head.dwconv.weight"][:, 0]                   # (C, 3, 3)
+    acc = np.broadcast_to(t["seg_head.dwconv.bias"], (B, gh, gw, C)).copy()
+    for dy in range(3):
+        for dx in range(3):
+            acc += w[:, dy, dx] * g[:, dy:dy + gh, dx:dx + gw]
+    act = 0.5 * acc * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (acc + 0.044715 * acc ** 3)))
+    logits = act @ t["seg_head.cls.weight"].T + t["seg_head.cls.bias"]   # (B, gh, gw, K)
+    return logits.transpose(0, 3, 1, 2)
+
+
 def forward(cfg, tensors, img, return_stats=False, scan=True):
     """cfg from vimconfig.make_config, tensors name -> ndarray, img (B,3,H,W).
     Returns logits (B, C) in float64 (and per layer the RMS of the residual stream
-    and of the mixer output with return_stats). scan=False drops the scan term C.h."""
+    and of the mixer output with return_stats). scan=False drops the scan term C.h.
+    A segmenter (task 'segmentation') returns its head's logits (B, K, gh, gw)."""
     t = {k: np.asarray(v, dtype=np.float64) for k, v in tensors.items()}
     img = np.asarray(img, dtype=np.float64)
     N, R, eps = cfg["d_state"], cfg["dt_rank"], cfg["norm_eps"]
@@ -104,12 +122,18 @@ def forward(cfg, tensors, img, return_stats=False, scan=True):
     residual = None
     hidden = x
     stats = []
+    feats = []
     for i in range(cfg["depth"]):
         pre = "layers.%d.mixer." % i
         p_i = {k[len(pre):]: v for k, v in t.items() if k.startswith(pre)}
         residual = hidden if residual is None else residual + hidden
         hidden = mixer(_rmsnorm(residual, t["layers.%d.norm.weight" % i], eps), p_i, N, R, scan)
         stats.append((float(np.sqrt(np.mean(residual ** 2))), float(np.sqrt(np.mean(hidden ** 2)))))
+        if cfg["task"] == "segmentation" and i in cfg["seg_layers"]:
+            feats.append(hidden)
+    if cfg["task"] == "segmentation":
+        logits = _seg_head(cfg, t, feats)
+        return (logits, stats) if return_stats else logits
     out = _rmsnorm(residual + hidden, t["norm_f.weight"], eps)
     f = out[:, M // 2] if cfg["cls_token"] == "middle" else out.mean(axis=1)
     logits = f @ t["head.weight"].T + t["head.bias"]
