@@ -13,6 +13,7 @@ plugin_init (GstPlugin * plugin)
   gboolean ret = FALSE;
 
   ret |= GST_ELEMENT_REGISTER (vimclassify, plugin);
+  ret |= GST_ELEMENT_REGISTER (vimsegment, plugin);
   ret |= GST_ELEMENT_REGISTER (vimannotate, plugin);
 
   return ret;

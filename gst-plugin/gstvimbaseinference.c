@@ -1343,3 +1343,45 @@ gst_vim_base_inference_init (GstVimBaseInference * self)
   gst_base_transform_set_in_place (GST_BASE_TRANSFORM (self), TRUE);
   gst_base_transform_set_qos_enabled (GST_BASE_TRANSFORM (self), FALSE);
 }
+
+/**
+ * gst_vim_base_inference_new_message:
+ * @self: the element
+ * @name: name of the structure (the message's name)
+ * @buffer: the output buffer the result is attached to
+ * @state: how the result relates to @buffer
+ *
+ * The fields every result message starts with, so that they read the same
+ * for every element: `frame-number`, `timestamp`, `stream-time`,
+ * `running-time`, `duration`, `fresh`, `age` and `model`. Subclasses append
+ * their own fields in message().
+ *
+ * Returns: (transfer full): a new structure
+ */
+GstStructure *
+gst_vim_base_inference_new_message (GstVimBaseInference * self,
+    const gchar * name, GstBuffer * buffer, const GstVimResultState * state)
+{
+  GstBaseTransform *trans = GST_BASE_TRANSFORM (self);
+  const VimModelConfig *cfg = vim_model_get_config (self->model);
+  GstClockTime pts = GST_BUFFER_PTS (buffer);
+  GstClockTime running_time = GST_CLOCK_TIME_NONE, stream_time =
+      GST_CLOCK_TIME_NONE;
+
+  if (trans->segment.format == GST_FORMAT_TIME && GST_CLOCK_TIME_IS_VALID (pts)) {
+    running_time = gst_segment_to_running_time (&trans->segment,
+        GST_FORMAT_TIME, pts);
+    stream_time = gst_segment_to_stream_time (&trans->segment,
+        GST_FORMAT_TIME, pts);
+  }
+
+  return gst_structure_new (name,
+      "frame-number", G_TYPE_UINT64, state->frame_number,
+      "timestamp", G_TYPE_UINT64, pts,
+      "stream-time", G_TYPE_UINT64, stream_time,
+      "running-time", G_TYPE_UINT64, running_time,
+      "duration", G_TYPE_UINT64, GST_BUFFER_DURATION (buffer),
+      "fresh", G_TYPE_BOOLEAN, state->fresh,
+      "age", G_TYPE_UINT, state->age,
+      "model", G_TYPE_STRING, cfg->name, NULL);
+}

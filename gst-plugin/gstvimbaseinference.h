@@ -140,6 +140,9 @@ GType gst_vim_base_inference_get_type (void);
 
 void gst_vim_base_inference_class_install_properties (GstVimBaseInferenceClass * klass);
 
+GstStructure *gst_vim_base_inference_new_message (GstVimBaseInference * self,
+    const gchar * name, GstBuffer * buffer, const GstVimResultState * state);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GstVimBaseInference, gst_object_unref)
 
 G_END_DECLS

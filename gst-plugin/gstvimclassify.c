@@ -219,31 +219,13 @@ static GstStructure *
 gst_vim_classify_message (GstVimBaseInference * base, GstBuffer * buffer,
     GstVimResult * result, const GstVimResultState * state)
 {
-  GstBaseTransform *trans = GST_BASE_TRANSFORM (base);
   const ClassifyResult *r = (const ClassifyResult *) result;
-  const VimModelConfig *cfg = vim_model_get_config (base->model);
-  GstClockTime pts = GST_BUFFER_PTS (buffer);
-  GstClockTime running_time = GST_CLOCK_TIME_NONE, stream_time =
-      GST_CLOCK_TIME_NONE;
   const GstVimClassification *best = r->n ? &r->entries[0] : NULL;
   GstStructure *s;
 
-  if (trans->segment.format == GST_FORMAT_TIME && GST_CLOCK_TIME_IS_VALID (pts)) {
-    running_time = gst_segment_to_running_time (&trans->segment,
-        GST_FORMAT_TIME, pts);
-    stream_time = gst_segment_to_stream_time (&trans->segment,
-        GST_FORMAT_TIME, pts);
-  }
-
-  s = gst_structure_new ("vim-classification",
-      "frame-number", G_TYPE_UINT64, state->frame_number,
-      "timestamp", G_TYPE_UINT64, pts,
-      "stream-time", G_TYPE_UINT64, stream_time,
-      "running-time", G_TYPE_UINT64, running_time,
-      "duration", G_TYPE_UINT64, GST_BUFFER_DURATION (buffer),
-      "fresh", G_TYPE_BOOLEAN, state->fresh,
-      "age", G_TYPE_UINT, state->age,
-      "model", G_TYPE_STRING, cfg->name,
+  s = gst_vim_base_inference_new_message (base, "vim-classification", buffer,
+      state);
+  gst_structure_set (s,
       "top-label", G_TYPE_STRING, best && best->label ? best->label : "",
       "top-class-id", G_TYPE_INT, best ? best->class_id : -1,
       "top-score", G_TYPE_DOUBLE, best ? (gdouble) best->score : 0.0, NULL);

@@ -18,6 +18,13 @@ M=/tmp/vim-models
 mkdir -p "$M"
 python3 tools/vim-random-model --variant vim_ti --image-size 64,64 --depth 2 \
   --num-classes 10 --seed 7 -o "$M/gst-test.safetensors" >/dev/null
+# the segmenters of tests/gst/meson.build, for the vimsegment tests
+python3 tools/vim-random-model --variant vim_ti --image-size 64,64 --depth 2 --task segmentation \
+  --seg-layers 0,1 --seg-channels 16 --num-classes 11 --seed 11 -o "$M/gst-test-seg.safetensors" >/dev/null
+python3 tools/vim-random-model --variant vim_ti --image-size 64,64 --depth 2 --task segmentation \
+  --seg-layers 0,1 --seg-channels 16 --resize short-side-crop --num-classes 11 --seed 12 \
+  -o "$M/gst-test-seg-crop.safetensors" >/dev/null
+export VIM_TEST_SEG_MODEL=$M/gst-test-seg.safetensors VIM_TEST_SEG_CROP_MODEL=$M/gst-test-seg-crop.safetensors
 python3 tools/vim-random-model --variant vim_ti --seed 1 --dtype F16 -o "$M/vim-ti.safetensors" >/dev/null
 
 {
@@ -36,7 +43,9 @@ run_test () {  # run_test NAME: one gst-check binary with the meson test environ
   echo "test-gst-$1: rc=$? $(grep -E '^[0-9]+%: Checks' "$O/log-gst-$1.txt" | tail -n 1)"
 }
 run_test vimclassify_cuda
+run_test vimsegment_cuda
 run_test vimclassify
+run_test vimsegment
 run_test vimmeta
 
 for prec in fp16 fp32; do
