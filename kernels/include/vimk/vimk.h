@@ -156,6 +156,46 @@ cudaError_t vimk_preprocess (const VimkFrameDesc *descs, int n, int H, int W,
     const float scale[3], const float bias[3], VimkDType out_dt, void *out,
     cudaStream_t stream);
 
+/* ---- blending (overlays) ---------------------------------------------- */
+
+/* A frame to draw on: device pointers, any pitch (format: VimkPixelFormat). */
+typedef struct {
+  int format, width, height, pad_;
+  uint8_t *planes[3];
+  int64_t strides[3];
+} VimkBlendFrame;
+
+/* A class-mask blend decided on the host (engine/src/blend.c): frame pixel
+ * (x, y) in [x0, x1) x [y0, y1) has class c = mask[row_map[y]][col_map[x]];
+ * when colour[c][3] != 0 each channel becomes
+ *   (src * (2^32 - a) + colour[c][k] * a + 2^31) >> 32
+ * with a = alpha32, or 2^32 on a contour (contours != 0 and c differs from
+ * the class of the right or bottom neighbour inside the range). Channels:
+ * RGB-like bytes 0..2 of each pixel, GRAY8 the byte, NV12/I420 Y per pixel
+ * and U, V (colour[c][1], [2]) per 2x2 block from its top-left luma pixel
+ * (when that pixel is in the range). mask, col_map and row_map: device. */
+typedef struct {
+  const uint8_t *mask;
+  int64_t mask_stride;
+  const int32_t *col_map;     /* frame width entries */
+  const int32_t *row_map;     /* frame height entries */
+  int x0, x1, y0, y1;
+  uint8_t colour[256][4];
+  uint64_t alpha32;
+  int contours, pad_;
+} VimkBlendMaskArgs;
+
+cudaError_t vimk_blend_mask (const VimkBlendFrame *frame,
+    const VimkBlendMaskArgs *args, cudaStream_t stream);
+
+/* Premultiplied ARGB32 pixels (0xAARRGGBB words, device, pitch in pixels)
+ * composited onto [x0, x1) x [y0, y1) of the frame (argb[0] lands on
+ * (x0, y0)), integer arithmetic exactly as engine/src/blend.c's CPU loop;
+ * YUV chroma per 2x2 block from the average of the block's in-frame pixels
+ * (pixels outside the rectangle count as transparent). */
+cudaError_t vimk_blend_argb (const VimkBlendFrame *frame, const uint32_t *argb,
+    int64_t argb_pitch, int x0, int y0, int x1, int y1, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif
