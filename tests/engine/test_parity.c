@@ -2,7 +2,7 @@
  * computed in float64 by the independent PyTorch implementation).
  *
  *   test-parity --model FILE --fixture JSON [--device cpu|cuda]
- *               [--precision fp32|fp16|bf16] [--tolerance T]
+ *               [--precision fp32|fp16|bf16] [--tolerance T] [--argmax-agree F]
  *
  * Error measure: max |ours - ref| / max |ref| over the whole batch (a
  * per-logit ratio would be dominated by logits near zero). A segmenter's
@@ -17,6 +17,7 @@
 
 static char *opt_model, *opt_fixture, *opt_device = "cpu", *opt_precision = "fp32";
 static double opt_tolerance = 1e-4;
+static double opt_argmax_agree = 0;
 
 static GOptionEntry entries[] = {
   { "model", 0, 0, G_OPTION_ARG_FILENAME, &opt_model, "model file", "FILE" },
@@ -24,6 +25,8 @@ static GOptionEntry entries[] = {
   { "device", 0, 0, G_OPTION_ARG_STRING, &opt_device, "cpu or cuda", "DEV" },
   { "precision", 0, 0, G_OPTION_ARG_STRING, &opt_precision, "fp32, fp16, bf16", "P" },
   { "tolerance", 0, 0, G_OPTION_ARG_DOUBLE, &opt_tolerance, "max relative error", "T" },
+  { "argmax-agree", 0, 0, G_OPTION_ARG_DOUBLE, &opt_argmax_agree,
+    "also require this share of argmax (top-1 / token class) agreement, 0 .. 1", "F" },
   { NULL }
 };
 
@@ -119,7 +122,8 @@ main (int argc, char **argv)
     }
   }
   double rel = max_diff / fmax (max_ref, 1e-30);
-  gboolean ok = rel <= opt_tolerance;
+  gboolean ok = rel <= opt_tolerance
+      && top1_same >= opt_argmax_agree * batch * points;
   printf ("%s: %s %s %s batch %d: max|diff| %.3g, max|ref| %.3g, relative %.3g "
       "(tolerance %.1g), %s agrees %d/%d: %s\n",
       json_object_get_string_member_with_default (fx, "name", opt_fixture),
