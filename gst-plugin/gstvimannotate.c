@@ -39,14 +39,19 @@
  *   first, each with `id`, `label` (`null` when the model has none) and
  *   `score` (softmax probability). `null` when the buffer has no such meta.
  *
- * No key holds wall-clock time: the same stream gives the same bytes.
+ * - `segmentation`: from the #GstVimSegmentationMeta that `vimsegment`
+ *   attaches: `model`, `fresh`, `age`, `mask_size` (`width`, `height` of
+ *   the class map), `rect` (`x`, `y`, `width`, `height`: the frame
+ *   rectangle the map covers), `classes` (every class present, by id: `id`,
+ *   `label`, `fraction` of the mask's pixels) and, with `mask-format`
+ *   other than `none`, a `mask` object:
+ *   `{"format":"png","path":"MASK-LOCATION/frame-000000042.png"}` (gray
+ *   value = class id; the file is written under a temporary name and
+ *   renamed) or `{"format":"rle","rle":[c0,n0,c1,n1,...]}` (the map in
+ *   row-major order as runs: class c0 for n0 pixels, then c1 for n1 ...).
+ *   `null` when the buffer has no such meta.
  *
- * Reserved for segmentation (not written yet: gst-vim has no segmentation
- * element): a `segmentation` object beside `classification` with `model`,
- * `fresh`, `age`, `classes` (per class `id`, `label` and the `fraction` of
- * the frame's pixels) and, with `mask-format` `png` or `rle`, a `mask`
- * object (`format` and a `path` below `mask-location`, or the run-length
- * encoding). `mask-format` accepts only `none` for now.
+ * No key holds wall-clock time: the same stream gives the same bytes.
  *
  * The file is written under a temporary name (`location` + `.tmp-XXXXXX`)
  * in the same folder and renamed to `location` when EOS arrives, so that
@@ -83,8 +88,11 @@
 #include <json-glib/json-glib.h>
 #include <gst/vim/vimmeta.h>
 
+#include <gst/video/video.h>
+
 #include "gstvimannotate.h"
 #include "gstvimelements.h"
+#include "gstvimmaskpng.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_vim_annotate_debug);
 #define GST_CAT_DEFAULT gst_vim_annotate_debug
@@ -129,6 +137,8 @@ struct _GstVimAnnotate
   gboolean got_first;
   gboolean finished;            /* EOS seen, file renamed */
   JsonGenerator *gen;
+  GstVimAnnotateMaskFormat stream_mask_format;  /* fixed at start */
+  gchar *stream_mask_location;
 };
 
 GType
@@ -137,7 +147,13 @@ gst_vim_annotate_mask_format_get_type (void)
   static GType type = 0;
   static const GEnumValue values[] = {
     {GST_VIM_ANNOTATE_MASK_FORMAT_NONE,
-        "No mask (png and rle are reserved for segmentation)", "none"},
+        "No mask (class fractions only)", "none"},
+    {GST_VIM_ANNOTATE_MASK_FORMAT_PNG,
+        "A grayscale PNG per frame in mask-location (gray value = class id)",
+        "png"},
+    {GST_VIM_ANNOTATE_MASK_FORMAT_RLE,
+        "Run-length encoding in the JSON: [class, count, class, count, ...]",
+        "rle"},
     {0, NULL, NULL},
   };
 
@@ -183,7 +199,30 @@ gst_vim_annotate_start (GstBaseTransform * trans)
 
   GST_OBJECT_LOCK (self);
   location = g_strdup (self->location);
+  self->stream_mask_format = self->mask_format;
+  g_free (self->stream_mask_location);
+  self->stream_mask_location = g_strdup (self->mask_location);
   GST_OBJECT_UNLOCK (self);
+
+  if (self->stream_mask_format == GST_VIM_ANNOTATE_MASK_FORMAT_PNG) {
+    if (self->stream_mask_location == NULL
+        || *self->stream_mask_location == '\0') {
+      GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
+          ("mask-format=png needs a folder (the mask-location property)."),
+          (NULL));
+      g_free (location);
+      return FALSE;
+    }
+    if (g_mkdir_with_parents (self->stream_mask_location, 0777) != 0) {
+      int e = errno;
+
+      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
+          ("Could not create the mask folder \"%s\".",
+              self->stream_mask_location), ("%s", g_strerror (e)));
+      g_free (location);
+      return FALSE;
+    }
+  }
 
   self->frame = 0;
   self->since_flush = 0;
@@ -436,6 +475,161 @@ add_classification (JsonBuilder * b, GstVimClassificationMeta * meta)
   json_builder_end_object (b);
 }
 
+/* The class map as runs in row-major order: class, count, class, count ... */
+static void
+add_mask_rle (JsonBuilder * b, const guint8 * px, guint w, guint h,
+    gsize stride)
+{
+  guint x, y, run = 0;
+  gint cur = -1;
+
+  json_builder_begin_array (b);
+  for (y = 0; y < h; y++) {
+    const guint8 *row = px + (gsize) y * stride;
+
+    for (x = 0; x < w; x++) {
+      if (row[x] == cur) {
+        run++;
+        continue;
+      }
+      if (run > 0) {
+        json_builder_add_int_value (b, cur);
+        json_builder_add_int_value (b, run);
+      }
+      cur = row[x];
+      run = 1;
+    }
+  }
+  json_builder_add_int_value (b, cur);
+  json_builder_add_int_value (b, run);
+  json_builder_end_array (b);
+}
+
+/* Adds the "mask" member; FALSE (error posted) when the PNG can't be
+ * written. */
+static gboolean
+add_mask (GstVimAnnotate * self, JsonBuilder * b, GstVimSegmentationMeta * meta)
+{
+  GstVideoMeta *vmeta = gst_buffer_get_video_meta (meta->mask);
+  GstMapInfo map;
+  gsize stride = vmeta ? (gsize) vmeta->stride[0] : meta->mask_width;
+  gsize offset = vmeta ? vmeta->offset[0] : 0;
+  gboolean ok = TRUE;
+
+  if (!gst_buffer_map (meta->mask, &map, GST_MAP_READ)) {
+    GST_ELEMENT_ERROR (self, STREAM, FAILED, ("Could not read a mask."),
+        ("mapping the mask buffer failed"));
+    return FALSE;
+  }
+  if (meta->mask_width == 0 || meta->mask_height == 0 || stride <
+      meta->mask_width || offset + stride * (meta->mask_height - 1) +
+      meta->mask_width > map.size) {
+    gst_buffer_unmap (meta->mask, &map);
+    GST_ELEMENT_ERROR (self, STREAM, FAILED, ("Invalid mask."),
+        ("mask of %ux%u, stride %" G_GSIZE_FORMAT " in %" G_GSIZE_FORMAT
+            " bytes", meta->mask_width, meta->mask_height, stride, map.size));
+    return FALSE;
+  }
+
+  json_builder_set_member_name (b, "mask");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "format");
+  if (self->stream_mask_format == GST_VIM_ANNOTATE_MASK_FORMAT_RLE) {
+    json_builder_add_string_value (b, "rle");
+    json_builder_set_member_name (b, "rle");
+    add_mask_rle (b, map.data + offset, meta->mask_width, meta->mask_height,
+        stride);
+  } else {
+    gchar name[48];
+    gchar *path;
+    GError *err = NULL;
+
+    g_snprintf (name, sizeof name, "frame-%09" G_GUINT64_FORMAT ".png",
+        self->frame);
+    path = g_build_filename (self->stream_mask_location, name, NULL);
+    json_builder_add_string_value (b, "png");
+    json_builder_set_member_name (b, "path");
+    json_builder_add_string_value (b, path);
+    if (!gst_vim_write_mask_png (path, map.data + offset, meta->mask_width,
+            meta->mask_height, stride, &err)) {
+      GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
+          ("Could not write mask file \"%s\".", path), ("%s", err->message));
+      g_error_free (err);
+      ok = FALSE;
+    }
+    g_free (path);
+  }
+  json_builder_end_object (b);
+  gst_buffer_unmap (meta->mask, &map);
+  return ok;
+}
+
+static gboolean
+add_segmentation (GstVimAnnotate * self, JsonBuilder * b,
+    GstVimSegmentationMeta * meta)
+{
+  guint i;
+
+  json_builder_set_member_name (b, "segmentation");
+  if (meta == NULL) {
+    json_builder_add_null_value (b);
+    return TRUE;
+  }
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "model");
+  if (meta->model)
+    json_builder_add_string_value (b, meta->model);
+  else
+    json_builder_add_null_value (b);
+  json_builder_set_member_name (b, "fresh");
+  json_builder_add_boolean_value (b, meta->fresh);
+  json_builder_set_member_name (b, "age");
+  json_builder_add_int_value (b, meta->age);
+  json_builder_set_member_name (b, "mask_size");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "width");
+  json_builder_add_int_value (b, meta->mask_width);
+  json_builder_set_member_name (b, "height");
+  json_builder_add_int_value (b, meta->mask_height);
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "rect");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "x");
+  json_builder_add_double_value (b, meta->x);
+  json_builder_set_member_name (b, "y");
+  json_builder_add_double_value (b, meta->y);
+  json_builder_set_member_name (b, "width");
+  json_builder_add_double_value (b, meta->width);
+  json_builder_set_member_name (b, "height");
+  json_builder_add_double_value (b, meta->height);
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "classes");
+  json_builder_begin_array (b);
+  for (i = 0; meta->fractions && i < meta->n_classes; i++) {
+    if (meta->fractions[i] <= 0.f)
+      continue;
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "id");
+    json_builder_add_int_value (b, i);
+    json_builder_set_member_name (b, "label");
+    if (meta->labels && meta->labels[i])
+      json_builder_add_string_value (b, meta->labels[i]);
+    else
+      json_builder_add_null_value (b);
+    json_builder_set_member_name (b, "fraction");
+    json_builder_add_double_value (b, meta->fractions[i]);
+    json_builder_end_object (b);
+  }
+  json_builder_end_array (b);
+  if (self->stream_mask_format != GST_VIM_ANNOTATE_MASK_FORMAT_NONE
+      && meta->mask != NULL && !add_mask (self, b, meta)) {
+    json_builder_end_object (b);
+    return FALSE;
+  }
+  json_builder_end_object (b);
+  return TRUE;
+}
+
 static GstFlowReturn
 gst_vim_annotate_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
 {
@@ -487,6 +681,10 @@ gst_vim_annotate_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     json_builder_add_null_value (b);
   }
   add_classification (b, gst_buffer_get_vim_classification_meta (buf));
+  if (!add_segmentation (self, b, gst_buffer_get_vim_segmentation_meta (buf))) {
+    g_object_unref (b);
+    return GST_FLOW_ERROR;
+  }
   json_builder_end_object (b);
 
   root = json_builder_get_root (b);
@@ -594,6 +792,7 @@ gst_vim_annotate_finalize (GObject * object)
   g_free (self->location);
   g_free (self->source_uri);
   g_free (self->mask_location);
+  g_free (self->stream_mask_location);
   g_free (self->stream_source);
   g_free (self->tag_location);
   g_clear_object (&self->gen);
@@ -627,14 +826,16 @@ gst_vim_annotate_class_init (GstVimAnnotateClass * klass)
           DEFAULT_SOURCE_URI, rw | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_MASK_FORMAT,
       g_param_spec_enum ("mask-format", "Mask format",
-          "How segmentation masks are written: only \"none\" for now "
-          "(\"png\" and \"rle\" are reserved for segmentation results)",
+          "How segmentation masks are written: none (class fractions only), "
+          "png (a grayscale PNG per frame in mask-location, path in the "
+          "JSON) or rle (run-length encoding in the JSON)",
           GST_TYPE_VIM_ANNOTATE_MASK_FORMAT, DEFAULT_MASK_FORMAT,
           rw | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_MASK_LOCATION,
       g_param_spec_string ("mask-location", "Mask location",
-          "Reserved: the folder for mask files (mask-format=png), unused "
-          "while only mask-format=none exists", DEFAULT_MASK_LOCATION,
+          "The folder for mask files with mask-format=png (created if "
+          "missing); files are named frame-NNNNNNNNN.png by frame number",
+          DEFAULT_MASK_LOCATION,
           rw | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_FLUSH_EVERY,
       g_param_spec_uint ("flush-every", "Flush every",
@@ -646,7 +847,8 @@ gst_vim_annotate_class_init (GstVimAnnotateClass * klass)
   gst_element_class_set_static_metadata (element_class,
       "Vision Mamba result annotation writer", "Filter/Video/Analytics",
       "Passes video through and writes the gst-vim results of every frame "
-      "(classification top-k, timestamps, resolution) as JSON Lines",
+      "(classification top-k, segmentation class fractions and masks, "
+      "timestamps, resolution) as JSON Lines",
       "gst-vim");
 
   trans_class->start = GST_DEBUG_FUNCPTR (gst_vim_annotate_start);

@@ -12,16 +12,18 @@ G_BEGIN_DECLS
 
 /**
  * GstVimAnnotateMaskFormat:
- * @GST_VIM_ANNOTATE_MASK_FORMAT_NONE: no mask is written
+ * @GST_VIM_ANNOTATE_MASK_FORMAT_NONE: no mask is written (class fractions only)
+ * @GST_VIM_ANNOTATE_MASK_FORMAT_PNG: a grayscale PNG per frame in
+ *     `mask-location` (gray value = class id), its path in the JSON
+ * @GST_VIM_ANNOTATE_MASK_FORMAT_RLE: run-length encoding inside the JSON
  *
- * How vimannotate writes segmentation masks. Only `none` exists for now;
- * `png` (a file per frame in `mask-location`, its path in the JSON) and
- * `rle` (run-length encoding inside the JSON) are reserved for when
- * segmentation results exist.
+ * How vimannotate writes segmentation masks.
  */
 typedef enum
 {
   GST_VIM_ANNOTATE_MASK_FORMAT_NONE = 0,
+  GST_VIM_ANNOTATE_MASK_FORMAT_PNG = 1,
+  GST_VIM_ANNOTATE_MASK_FORMAT_RLE = 2,
 } GstVimAnnotateMaskFormat;
 
 #define GST_TYPE_VIM_ANNOTATE_MASK_FORMAT (gst_vim_annotate_mask_format_get_type ())

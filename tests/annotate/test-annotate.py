@@ -24,6 +24,7 @@ import time
 
 SKIP = 77
 MODEL = os.environ.get('VIM_TEST_MODEL', '')
+SEG_MODEL = os.environ.get('VIM_TEST_SEG_MODEL', '')
 ANNOTATE = os.environ.get('VIM_ANNOTATE', '')
 FPS = 30
 
@@ -81,8 +82,8 @@ def make_clip_set(d, lengths):
     return valid, [os.path.realpath(trunc), os.path.realpath(text)]
 
 
-def run_annotate(args, **kw):
-    cmd = [sys.executable, ANNOTATE, '-m', MODEL, '--device', 'cpu'] + args
+def run_annotate(args, models=None, **kw):
+    cmd = [sys.executable, ANNOTATE] + (models or ['-m', MODEL]) + ['--device', 'cpu'] + args
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kw)
 
 
@@ -91,7 +92,7 @@ def read_summary(path):
         return {r['path']: r for r in csv.DictReader(f)}
 
 
-def check_jsonl(path, n_frames, source=None):
+def check_jsonl(path, n_frames, source=None, classification=True, segmentation=False):
     lines = open(path, encoding='utf-8').read().split('\n')
     check(lines[-1] == '', '%s does not end with a newline' % path)
     lines = lines[:-1]
@@ -108,13 +109,26 @@ def check_jsonl(path, n_frames, source=None):
         check(obj['duration_ns'] is not None and abs(obj['duration_ns'] - 1e9 / FPS) < 1e6, 'duration')
         check(obj['resolution'] == {'width': 96, 'height': 64}, 'resolution %r' % obj['resolution'])
         c = obj['classification']
-        check(c is not None and c['fresh'] is True and c['age'] == 0, 'classification %r' % c)
-        check(1 <= len(c['top_k']) <= 5, 'top_k %r' % c['top_k'])
-        scores = [e['score'] for e in c['top_k']]
-        check(scores == sorted(scores, reverse=True), 'top_k not best first')
-        check(all(0 <= e['id'] < 10 and e['label'] == 'class_%d' % e['id'] for e in c['top_k']),
-              'ids/labels %r' % c['top_k'])
-        check('segmentation' not in obj, 'no segmentation yet')
+        if classification:
+            check(c is not None and c['fresh'] is True and c['age'] == 0, 'classification %r' % c)
+            check(1 <= len(c['top_k']) <= 5, 'top_k %r' % c['top_k'])
+            scores = [e['score'] for e in c['top_k']]
+            check(scores == sorted(scores, reverse=True), 'top_k not best first')
+            check(all(0 <= e['id'] < 10 and e['label'] == 'class_%d' % e['id'] for e in c['top_k']),
+                  'ids/labels %r' % c['top_k'])
+        else:
+            check(c is None, 'classification %r' % c)
+        sg = obj['segmentation']
+        if segmentation:
+            check(sg is not None and sg['fresh'] is True and sg['age'] == 0, 'segmentation %r' % sg)
+            check(sg['rect'] == {'x': 0.0, 'y': 0.0, 'width': 96.0, 'height': 64.0},
+                  'rect %r' % sg['rect'])
+            fr = [k['fraction'] for k in sg['classes']]
+            check(fr and all(f > 0 for f in fr) and abs(sum(fr) - 1) < 1e-4,
+                  'fractions %r' % sg['classes'])
+            check(all(0 <= k['id'] < 11 for k in sg['classes']), 'class ids %r' % sg['classes'])
+        else:
+            check(sg is None, 'segmentation %r' % sg)
         if source is not None:
             check(obj['source'] == source, 'source %r, expected %r' % (obj['source'], source))
         last = pts
@@ -153,10 +167,10 @@ def test_element(tmp):
     check([o['frame'] for o in objs] == [0, 1, 2], 'stdout lines %r' % r.stdout)
     check(all(o['classification'] is None for o in objs), 'classification not null')
 
-    # mask-format takes only none
+    # mask-format=png needs a folder
     r = gst_launch('videotestsrc', 'num-buffers=1', '!', 'vimannotate', 'location=-',
                    'mask-format=png', '!', 'fakesink')
-    check(r.returncode != 0, 'mask-format=png accepted')
+    check(r.returncode != 0 and 'mask-location' in r.stderr, 'mask-format=png without a folder')
 
     # not writable: RESOURCE/OPEN_WRITE
     r = gst_launch('videotestsrc', 'num-buffers=1', '!', 'vimannotate',
@@ -344,9 +358,108 @@ def test_shard(tmp):
     check(len([f for f in os.listdir(out) if f.endswith('.jsonl')]) == len(valid), 'outputs')
 
 
+def read_png_gray(path):
+    """(width, height, pixels) of an 8-bit grayscale PNG, via zlib only."""
+    import struct
+    import zlib
+    data = open(path, 'rb').read()
+    check(data[:8] == b'\x89PNG\r\n\x1a\n', '%s: not a PNG' % path)
+    pos, idat, w = 8, b'', None
+    while pos < len(data):
+        n, kind = struct.unpack('>I4s', data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b'IHDR':
+            w, h, depth, colour = struct.unpack('>IIBB', body[:10])
+            check(depth == 8 and colour == 0, '%s: not 8-bit gray' % path)
+        elif kind == b'IDAT':
+            idat += body
+        pos += 12 + n
+    raw = zlib.decompress(idat)
+    rows, prev = [], bytearray(w)
+    for y in range(h):
+        f = raw[y * (w + 1)]
+        line = bytearray(raw[y * (w + 1) + 1:(y + 1) * (w + 1)])
+        for x in range(w):
+            a = line[x - 1] if x else 0
+            b = prev[x]
+            c = prev[x - 1] if x else 0
+            if f == 1:
+                line[x] = (line[x] + a) & 255
+            elif f == 2:
+                line[x] = (line[x] + b) & 255
+            elif f == 3:
+                line[x] = (line[x] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return w, h, b''.join(rows)
+
+
+def test_segment(tmp):
+    """Classification and segmentation together, masks as PNG and RLE."""
+    check(os.path.isfile(SEG_MODEL), 'VIM_TEST_SEG_MODEL %r' % SEG_MODEL)
+    inputs = os.path.join(tmp, 'in')
+    valid, broken = make_clip_set(inputs, [6, 9])
+    out = os.path.join(tmp, 'out')
+    r = run_annotate(['-o', out, '--mask-format', 'png', '--mask-size', 'frame', inputs],
+                     models=['-m', MODEL, '-s', SEG_MODEL])
+    check(r.returncode == 0, r.stderr)
+    summary = read_summary(os.path.join(out, 'summary.csv'))
+    check(sorted(summary) == sorted(set(valid) | set(broken)), 'summary %r' % list(summary))
+    for path, n in valid.items():
+        row = summary[path]
+        check(row['status'] == 'ok' and int(row['frames']) == n, 'row %r' % row)
+        check(row['seg_classes'] != '', 'no segmentation classes in %r' % row)
+        jl = os.path.join(out, row['output'])
+        check_jsonl(jl, n, segmentation=True)
+        for i, line in enumerate(open(jl)):
+            sg = json.loads(line)['segmentation']
+            check(sg['mask_size'] == {'width': 96, 'height': 64}, 'mask size %r' % sg['mask_size'])
+            m = sg['mask']
+            check(m['format'] == 'png', 'mask %r' % m)
+            # relative to the output folder, in <name>.masks/
+            check(m['path'] == row['output'][:-6] + '.masks/frame-%09d.png' % i, 'path %r' % m['path'])
+            w, h, px = read_png_gray(os.path.join(out, m['path']))
+            check((w, h) == (96, 64), 'png size')
+            counts = [px.count(bytes([k])) for k in range(11)]
+            check(sum(counts) == w * h, 'class ids beyond 10 in %s' % m['path'])
+            for k in sg['classes']:
+                check(abs(counts[k['id']] / (w * h) - k['fraction']) < 1e-4,
+                      'fraction of class %d: %r vs %d pixels' % (k['id'], k['fraction'], counts[k['id']]))
+        masks = os.path.join(out, row['output'][:-6] + '.masks')
+        check(sorted(os.listdir(masks)) == ['frame-%09d.png' % i for i in range(n)],
+              'mask files %r' % os.listdir(masks))
+    for path in broken:
+        check(summary[path]['status'] == 'error', 'broken %r' % summary[path])
+
+    # segmentation only, masks as RLE in the JSON (grid size)
+    out2 = os.path.join(tmp, 'out2')
+    r = run_annotate(['-o', out2, '--mask-format', 'rle', inputs], models=['-s', SEG_MODEL])
+    check(r.returncode == 0, r.stderr)
+    summary = read_summary(os.path.join(out2, 'summary.csv'))
+    for path, n in valid.items():
+        jl = os.path.join(out2, summary[path]['output'])
+        check_jsonl(jl, n, classification=False, segmentation=True)
+        for line in open(jl):
+            sg = json.loads(line)['segmentation']
+            rle = sg['mask']['rle']
+            size = sg['mask_size']['width'] * sg['mask_size']['height']
+            check(sum(rle[1::2]) == size, 'rle covers %d of %d' % (sum(rle[1::2]), size))
+            counts = {}
+            for c, k in zip(rle[0::2], rle[1::2]):
+                counts[c] = counts.get(c, 0) + k
+            for k in sg['classes']:
+                check(abs(counts.get(k['id'], 0) / size - k['fraction']) < 1e-4, 'rle fraction')
+    r = run_annotate(['-o', out2, '--mask-format', 'png', inputs], models=['-m', MODEL])
+    check(r.returncode == 2, '--mask-format without -s accepted')
+
+
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in ('element', 'batch', 'resume', 'shard'):
-        fail('usage: test-annotate.py element|batch|resume|shard')
+    if len(sys.argv) != 2 or sys.argv[1] not in ('element', 'batch', 'resume', 'shard', 'segment'):
+        fail('usage: test-annotate.py element|batch|resume|shard|segment')
     check(os.path.isfile(MODEL), 'VIM_TEST_MODEL %r' % MODEL)
     check(os.path.isfile(ANNOTATE), 'VIM_ANNOTATE %r' % ANNOTATE)
     for f in ('vimannotate', 'vimclassify', 'videotestsrc'):

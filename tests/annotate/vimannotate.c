@@ -8,11 +8,14 @@
  * without EOS leaves neither the file nor its temporary. Run under the
  * leaks tracer (fatal under gst-check).
  */
+#include <math.h>
 #include <string.h>
 #include <glib/gstdio.h>
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
 #include <json-glib/json-glib.h>
+#include <png.h>
+#include <gst/video/video.h>
 #include <gst/vim/vimmeta.h>
 
 #define N_FRAMES 6
@@ -138,7 +141,9 @@ GST_START_TEST (test_annotate_eos)
         (json_object_get_object_member (o, "resolution"), "width"), 32);
     fail_unless_equals_int (json_object_get_int_member
         (json_object_get_object_member (o, "resolution"), "height"), 24);
-    fail_if (json_object_has_member (o, "segmentation"));
+    /* no segmentation meta on these buffers: null */
+    fail_unless (json_node_is_null (json_object_get_member (o,
+                "segmentation")));
     fail_unless (json_object_has_member (o, "classification"));
     if (i % 2 == 0 && i != N_FRAMES - 1) {
       JsonArray *top;
@@ -217,6 +222,244 @@ GST_START_TEST (test_annotate_bad_location)
 
 GST_END_TEST;
 
+/* ---- segmentation: fractions, and masks as RLE and PNG ---------------- */
+
+#define MASK_W 13
+#define MASK_H 7
+#define SEG_FRAMES 3
+
+/* class of mask pixel (x, y) in frame i: some runs across row ends */
+static guint8
+mask_value (guint i, guint x, guint y)
+{
+  return (guint8) (((x + i) / 3 + y / 2) % 5);
+}
+
+static GstBuffer *
+make_seg_buffer (guint i)
+{
+  GstBuffer *buf = gst_buffer_new_allocate (NULL, 32 * 24 * 3, NULL);
+  GstBuffer *mask = gst_vim_segmentation_mask_new (MASK_W, MASK_H);
+  GstVideoMeta *vm = gst_buffer_get_video_meta (mask);
+  static const gchar *labels[6] = { "sky", "road", NULL, "car", "tree", "x" };
+  gfloat fractions[6] = { 0, };
+  GstMapInfo map;
+  guint x, y;
+
+  fail_unless (vm != NULL);
+  fail_unless (gst_buffer_map (mask, &map, GST_MAP_WRITE));
+  for (y = 0; y < MASK_H; y++)
+    for (x = 0; x < MASK_W; x++) {
+      guint8 v = mask_value (i, x, y);
+
+      map.data[vm->offset[0] + y * vm->stride[0] + x] = v;
+      fractions[v] += 1.f / (MASK_W * MASK_H);
+    }
+  gst_buffer_unmap (mask, &map);
+  gst_buffer_memset (buf, 0, 0, 32 * 24 * 3);
+  GST_BUFFER_PTS (buf) = i * GST_SECOND / 25;
+  fail_unless (gst_buffer_add_vim_segmentation_meta (buf, mask, NULL, 0, 0,
+          32, 24, "seg-model", 6, labels, fractions) != NULL);
+  gst_buffer_unref (mask);
+  return buf;
+}
+
+/* runs the frames through vimannotate with @format; returns the lines */
+static gchar **
+annotate_seg (const gchar * format, const gchar * dir, const gchar * masks)
+{
+  gchar *path = g_build_filename (dir, "seg.jsonl", NULL);
+  GstElement *e = gst_element_factory_make ("vimannotate", NULL);
+  GstHarness *h;
+  gchar *contents = NULL, **lines;
+  guint i;
+
+  gst_util_set_object_arg (G_OBJECT (e), "mask-format", format);
+  g_object_set (e, "location", path, "mask-location", masks, NULL);
+  h = gst_harness_new_with_element (e, "sink", "src");
+  gst_object_unref (e);
+  gst_harness_play (h);
+  gst_harness_set_src_caps_str (h,
+      "video/x-raw,format=RGB,width=32,height=24,framerate=25/1");
+  for (i = 0; i < SEG_FRAMES; i++)
+    gst_buffer_unref (gst_harness_push_and_pull (h, make_seg_buffer (i)));
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  gst_harness_teardown (h);
+  fail_unless (g_file_get_contents (path, &contents, NULL, NULL));
+  lines = g_strsplit (contents, "\n", -1);
+  fail_unless_equals_int (g_strv_length (lines), SEG_FRAMES + 1);
+  g_unlink (path);
+  g_free (contents);
+  g_free (path);
+  return lines;
+}
+
+/* checks the fields every format writes; returns the segmentation object */
+static JsonObject *
+check_seg_common (JsonParser * parser, const gchar * line, guint i)
+{
+  JsonObject *o, *seg, *ms, *rect;
+  JsonArray *classes;
+  guint k, counts[5] = { 0, }, x, y;
+  gdouble sum = 0;
+
+  fail_unless (json_parser_load_from_data (parser, line, -1, NULL), "%s", line);
+  o = json_node_get_object (json_parser_get_root (parser));
+  fail_unless_equals_int (json_object_get_int_member (o, "frame"), i);
+  fail_unless (json_node_is_null (json_object_get_member (o,
+              "classification")));
+  seg = json_object_get_object_member (o, "segmentation");
+  fail_unless (seg != NULL);
+  fail_unless_equals_string (json_object_get_string_member (seg, "model"),
+      "seg-model");
+  fail_unless (json_object_get_boolean_member (seg, "fresh"));
+  ms = json_object_get_object_member (seg, "mask_size");
+  fail_unless_equals_int (json_object_get_int_member (ms, "width"), MASK_W);
+  fail_unless_equals_int (json_object_get_int_member (ms, "height"), MASK_H);
+  rect = json_object_get_object_member (seg, "rect");
+  fail_unless_equals_float (json_object_get_double_member (rect, "width"), 32);
+  fail_unless_equals_float (json_object_get_double_member (rect, "height"),
+      24);
+  for (y = 0; y < MASK_H; y++)
+    for (x = 0; x < MASK_W; x++)
+      counts[mask_value (i, x, y)]++;
+  classes = json_object_get_array_member (seg, "classes");
+  for (k = 0; k < json_array_get_length (classes); k++) {
+    JsonObject *c = json_array_get_object_element (classes, k);
+    gint id = json_object_get_int_member (c, "id");
+    gdouble f = json_object_get_double_member (c, "fraction");
+
+    fail_unless (id >= 0 && id < 5 && counts[id] > 0, "class %d", id);
+    fail_unless (fabs (f - (gdouble) counts[id] / (MASK_W * MASK_H)) < 1e-5);
+    if (id == 2)
+      fail_unless (json_node_is_null (json_object_get_member (c, "label")));
+    else if (id == 3)
+      fail_unless_equals_string (json_object_get_string_member (c, "label"),
+          "car");
+    sum += f;
+  }
+  fail_unless (fabs (sum - 1.0) < 1e-5);
+  return seg;
+}
+
+GST_START_TEST (test_annotate_seg_rle)
+{
+  gchar *dir = make_tmpdir ();
+  gchar **lines = annotate_seg ("rle", dir, NULL);
+  JsonParser *parser = json_parser_new ();
+  guint i;
+
+  for (i = 0; i < SEG_FRAMES; i++) {
+    JsonObject *seg = check_seg_common (parser, lines[i], i);
+    JsonObject *mask = json_object_get_object_member (seg, "mask");
+    JsonArray *rle;
+    guint k, pos = 0;
+
+    fail_unless_equals_string (json_object_get_string_member (mask,
+            "format"), "rle");
+    rle = json_object_get_array_member (mask, "rle");
+    fail_unless (json_array_get_length (rle) % 2 == 0);
+    for (k = 0; k < json_array_get_length (rle); k += 2) {
+      gint64 v = json_array_get_int_element (rle, k);
+      gint64 n = json_array_get_int_element (rle, k + 1), j;
+
+      fail_unless (n > 0);
+      /* runs are maximal: the next run has another class */
+      if (k + 2 < json_array_get_length (rle))
+        fail_unless (json_array_get_int_element (rle, k + 2) != v);
+      for (j = 0; j < n; j++, pos++) {
+        fail_unless (pos < MASK_W * MASK_H);
+        fail_unless_equals_int (v, mask_value (i, pos % MASK_W,
+                pos / MASK_W));
+      }
+    }
+    fail_unless_equals_int (pos, MASK_W * MASK_H);
+  }
+  g_object_unref (parser);
+  g_strfreev (lines);
+  fail_unless_equals_int (count_entries (dir), 0);
+  g_rmdir (dir);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+/* reads a grayscale PNG with libpng into a MASK_W x MASK_H array */
+static void
+read_png_gray (const gchar * path, guint8 * out)
+{
+  png_image img;
+
+  memset (&img, 0, sizeof img);
+  img.version = PNG_IMAGE_VERSION;
+  fail_unless (png_image_begin_read_from_file (&img, path), "%s: %s", path,
+      img.message);
+  fail_unless_equals_int (img.width, MASK_W);
+  fail_unless_equals_int (img.height, MASK_H);
+  fail_unless (img.format == PNG_FORMAT_GRAY);
+  fail_unless (png_image_finish_read (&img, NULL, out, MASK_W, NULL));
+}
+
+GST_START_TEST (test_annotate_seg_png)
+{
+  gchar *dir = make_tmpdir ();
+  gchar *masks = g_build_filename (dir, "masks", NULL);
+  gchar **lines = annotate_seg ("png", dir, masks);
+  JsonParser *parser = json_parser_new ();
+  guint i;
+
+  for (i = 0; i < SEG_FRAMES; i++) {
+    JsonObject *seg = check_seg_common (parser, lines[i], i);
+    JsonObject *mask = json_object_get_object_member (seg, "mask");
+    const gchar *path;
+    gchar *expect, name[32];
+    guint8 px[MASK_W * MASK_H];
+    guint k;
+
+    fail_unless_equals_string (json_object_get_string_member (mask,
+            "format"), "png");
+    path = json_object_get_string_member (mask, "path");
+    g_snprintf (name, sizeof name, "frame-%09u.png", i);
+    expect = g_build_filename (masks, name, NULL);
+    fail_unless_equals_string (path, expect);
+    read_png_gray (path, px);
+    for (k = 0; k < MASK_W * MASK_H; k++)
+      fail_unless_equals_int (px[k], mask_value (i, k % MASK_W, k / MASK_W));
+    g_unlink (path);
+    g_free (expect);
+  }
+  /* one file per frame and no temporaries left */
+  fail_unless_equals_int (count_entries (masks), 0);
+  g_rmdir (masks);
+  g_object_unref (parser);
+  g_strfreev (lines);
+  g_rmdir (dir);
+  g_free (masks);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_annotate_png_needs_folder)
+{
+  GstElement *e = gst_element_factory_make ("vimannotate", NULL);
+  gchar *dir = make_tmpdir ();
+  gchar *path = g_build_filename (dir, "x.jsonl", NULL);
+
+  gst_util_set_object_arg (G_OBJECT (e), "mask-format", "png");
+  g_object_set (e, "location", path, NULL);
+  fail_unless_equals_int (gst_element_set_state (e, GST_STATE_PAUSED),
+      GST_STATE_CHANGE_FAILURE);
+  gst_element_set_state (e, GST_STATE_NULL);
+  gst_object_unref (e);
+  fail_unless_equals_int (count_entries (dir), 0);
+  g_rmdir (dir);
+  g_free (path);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
 static Suite *
 vimannotate_suite (void)
 {
@@ -227,6 +470,9 @@ vimannotate_suite (void)
   tcase_add_test (tc, test_annotate_eos);
   tcase_add_test (tc, test_annotate_no_eos);
   tcase_add_test (tc, test_annotate_bad_location);
+  tcase_add_test (tc, test_annotate_seg_rle);
+  tcase_add_test (tc, test_annotate_seg_png);
+  tcase_add_test (tc, test_annotate_png_needs_folder);
   return s;
 }
 
