@@ -4,7 +4,7 @@
 #
 #   tests/cuda/device-run.sh PHASE...
 #
-# Phases: info kernels fixtures preprocess runner-small runner-official top1
+# Phases: info kernels fixtures preprocess blend runner-small runner-official top1
 #         sanitize profile ncu fixtures-quick bench-quick bench-knobs bench-full bench-targets
 # Environment: BUILD (default build-cuda); carry it and .cuda-libs
 # (tests/cuda/pack-libs.sh) with the call.
@@ -73,6 +73,11 @@ for phase in "$@"; do
     { stamp preprocess
       f=$(gen ti-d1-224x160 --variant vim_ti --depth 1 --image-size 224,160)
       $B/tests/cuda/test-cuda-preprocess --model $f; echo "rc=$?"; } >> "$O/log-tests.txt" 2>&1 ;;
+  blend)
+    { stamp blend
+      $B/tests/cuda/test-cuda-blend; echo "rc=$?"
+      compute-sanitizer --tool memcheck --error-exitcode 9 $B/tests/cuda/test-cuda-blend 2>&1 | tail -4
+      echo "rc=${PIPESTATUS[0]} (memcheck blend)"; } >> "$O/log-tests.txt" 2>&1 ;;
   runner-small)
     { stamp runner-small
       f=$(gen ti $(echo --variant vim_ti))
