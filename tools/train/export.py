@@ -39,28 +39,21 @@ def model_from_checkpoint(ckpt_dir, which="auto"):
 
 
 def file_metadata(cfg, meta):
-    m = vimconfig.metadata(cfg, labels=list(meta["labels"]))
-    if cfg["task"] == "segmentation":
-        m["seg_layers"] = ",".join(str(i) for i in cfg["seg_layers"])
-        m["seg_channels"] = str(cfg["seg_channels"])
-        if meta.get("ignore_index") is not None:
-            m["ignore_index"] = str(meta["ignore_index"])
-    return m
+    cfg = dict(cfg)
+    if cfg["task"] == "segmentation" and cfg.get("ignore_index") is None:
+        cfg["ignore_index"] = meta.get("ignore_index")
+    return vimconfig.metadata(cfg, labels=list(meta["labels"]))
 
 
 def export_model(model, cfg, meta, out_path, dtype="F16"):
     tensors = model.export_tensors()
-    order = [n for n, _ in vimconfig.tensor_shapes(cfg)]
-    if cfg["task"] == "segmentation":
-        # the plan lets the file omit norm_f (the head does not use it); the training model has none
-        order = [n for n in order if n != "norm_f.weight"]
-        order += sorted(k for k in tensors if k.startswith("seg_head.proj."))
-        order += ["seg_head.proj_bias", "seg_head.dwconv.weight", "seg_head.dwconv.bias",
-                  "seg_head.cls.weight", "seg_head.cls.bias"]
+    shapes = vimconfig.tensor_shapes(cfg)     # a segmenter: the plan's head, no norm_f
+    order = [n for n, _ in shapes]
     missing = [n for n in order if n not in tensors]
-    extra = [n for n in tensors if n not in order and not n.startswith("seg_head.")]
-    if missing or extra:
-        raise ValueError(f"tensor set mismatch: missing {missing[:5]} extra {extra[:5]}")
+    extra = [n for n in tensors if n not in order]
+    bad = [n for n, shp in shapes if n in tensors and tuple(tensors[n].shape) != tuple(shp)]
+    if missing or extra or bad:
+        raise ValueError(f"tensor set mismatch: missing {missing[:5]} extra {extra[:5]} shape {bad[:5]}")
     for n in order:
         if not torch.isfinite(tensors[n]).all():
             raise ValueError(f"non-finite values in {n}")
@@ -82,7 +75,8 @@ def config_from_metadata(meta):
         seg_layers=ints(meta["seg_layers"]) if task == "segmentation" else None,
         seg_channels=int(meta.get("seg_channels", "128")), name=meta["name"],
         mean=floats(meta["mean"]), std=floats(meta["std"]), resize=meta["resize"],
-        crop_ratio=float(meta.get("crop_ratio", "0.875")), seg_bn=False)
+        crop_ratio=float(meta.get("crop_ratio", "0.875")), seg_bn=False,
+        ignore_index=int(meta["ignore_index"]) if "ignore_index" in meta else None)
     cfg["dt_rank"] = int(meta["dt_rank"])
     cfg["norm_eps"] = float(meta.get("norm_eps", "1e-5"))
     return cfg
@@ -96,8 +90,7 @@ def model_from_file(path):
     model = vim_model.VimTrain(cfg)
     sd = {k: torch.from_numpy(v.copy()) for k, v in arrs.items()}
     if cfg["task"] == "segmentation":
-        sd.pop("norm_f.weight", None)
-        sd["seg_head.cls.weight"] = sd["seg_head.cls.weight"][:, :, None, None]
+        sd.pop("norm_f.weight", None)      # allowed in a file, unused
     model.load_state_dict(sd, strict=True)
     return model.eval(), cfg, meta
 

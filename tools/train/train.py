@@ -179,7 +179,8 @@ def build_cfg(args, K, meta):
                               d_state=args.d_state, expand=args.expand, d_conv=args.d_conv,
                               num_classes=K, seg_layers=seg_layers, seg_channels=args.seg_channels,
                               name=meta["name"], mean=meta["mean"], std=meta["std"],
-                              resize=meta["resize"], crop_ratio=meta["crop_ratio"])
+                              resize=meta["resize"], crop_ratio=meta["crop_ratio"],
+                              ignore_index=meta.get("ignore_index"))
 
 
 def load_init(model, path, log_fn):

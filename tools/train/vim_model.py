@@ -160,7 +160,7 @@ class SegHead(nn.Module):
         self.proj = nn.ModuleList(nn.Linear(D, C, bias=False) for _ in range(n_levels))
         self.proj_bias = nn.Parameter(torch.zeros(C))
         self.dwconv = nn.Conv2d(C, C, 3, padding=1, groups=C, bias=True)
-        self.cls = nn.Conv2d(C, K, 1, bias=True)
+        self.cls = nn.Linear(C, K, bias=True)
         self.use_bn = use_bn
         if use_bn:
             self.bn1 = nn.BatchNorm2d(C)
@@ -179,7 +179,7 @@ class SegHead(nn.Module):
         if self.use_bn:
             h = self.bn2(h)
         h = F.gelu(h, approximate="tanh")
-        return self.cls(h)                                            # (B, K, gh, gw)
+        return self.cls(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)    # (B, K, gh, gw)
 
     @torch.no_grad()
     def folded(self):
@@ -199,7 +199,7 @@ class SegHead(nn.Module):
         out["seg_head.proj_bias"] = pb
         out["seg_head.dwconv.weight"] = dw
         out["seg_head.dwconv.bias"] = dwb
-        out["seg_head.cls.weight"] = self.cls.weight.detach()[:, :, 0, 0].clone()
+        out["seg_head.cls.weight"] = self.cls.weight.detach().clone()
         out["seg_head.cls.bias"] = self.cls.bias.detach().clone()
         return out
 
@@ -211,16 +211,18 @@ def default_seg_layers(depth):
 def make_cfg(task, embed_dim=192, depth=12, image_size=(32, 32), patch_size=4, stride=4,
              d_state=16, expand=2, d_conv=4, num_classes=10, seg_layers=None, seg_channels=128,
              name=None, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), resize="short-side-crop",
-             crop_ratio=1.0, seg_bn=True):
+             crop_ratio=1.0, seg_bn=True, ignore_index=None):
     cls_token = "middle" if task == "classification" else "none"
+    seg = {}
+    if task == "segmentation":
+        seg = dict(seg_layers=list(seg_layers) if seg_layers else default_seg_layers(depth),
+                   seg_channels=int(seg_channels), ignore_index=ignore_index)
     cfg = vimconfig.make_config(
         embed_dim=embed_dim, depth=depth, stride=stride, patch_size=patch_size,
         image_size=tuple(image_size), d_state=d_state, expand=expand, d_conv=d_conv,
         num_classes=num_classes, cls_token=cls_token, name=name or f"vim-{task}",
-        mean=mean, std=std, resize=resize, crop_ratio=crop_ratio, task=task)
+        mean=mean, std=std, resize=resize, crop_ratio=crop_ratio, task=task, **seg)
     if task == "segmentation":
-        cfg["seg_layers"] = list(seg_layers) if seg_layers else default_seg_layers(depth)
-        cfg["seg_channels"] = int(seg_channels)
         cfg["seg_bn"] = bool(seg_bn)
     return cfg
 
