@@ -15,6 +15,7 @@ plugin_init (GstPlugin * plugin)
   ret |= GST_ELEMENT_REGISTER (vimclassify, plugin);
   ret |= GST_ELEMENT_REGISTER (vimsegment, plugin);
   ret |= GST_ELEMENT_REGISTER (vimannotate, plugin);
+  ret |= GST_ELEMENT_REGISTER (vimoverlay, plugin);
 
   return ret;
 }

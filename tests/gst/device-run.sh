@@ -44,6 +44,7 @@ run_test () {  # run_test NAME: one gst-check binary with the meson test environ
 }
 run_test vimclassify_cuda
 run_test vimsegment_cuda
+run_test vimoverlay_cuda
 run_test vimclassify
 run_test vimsegment
 run_test vimmeta
