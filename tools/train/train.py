@@ -421,7 +421,7 @@ def train(argv=None):
             loss_acc += loss.detach()
             loss_n += 1
             if args.max_steps:
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
             state["step_in_epoch"] += 1
             state["global_step"] += 1
             run_steps += 1
