@@ -10,7 +10,8 @@
 3. the model file that tools/vim-random-model --fixture writes holds exactly
    the weights the fixture used (read back with vim_ref.load_safetensors).
 
-    python3 tests/reference/check_reference.py [--all]   (--all: vim_np on the big fixtures too, slow)
+    python3 tests/reference/check_reference.py [--all]   (--all: vim_np on the big fixtures and
+                                                          vim_ref on the 1024-token one too, slow)
 """
 import argparse
 import glob
@@ -106,9 +107,12 @@ def main():
             w = random_weights.random_tensors(cfg, fx["model"]["weight_seed"])
             w = {k: make_fixtures.round_to_dtype(v, fx["model"]["dtype"]) for k, v in w.items()}
             x = random_weights.random_input(fx["input"]["seed"], fx["input"]["batch"], cfg)
-            e1 = relerr(ref_logits(cfg, w, x), want)
-            msg = f"{fx['name']}: vim_ref {e1:.1e}"
-            ok = e1 < 1e-13
+            if args.all or cfg["num_patches"] <= 729:
+                e1 = relerr(ref_logits(cfg, w, x), want)
+                msg = f"{fx['name']}: vim_ref {e1:.1e}"
+                ok = e1 < 1e-13
+            else:  # 1024 tokens (Vim-Ti 512x512): about 11 min on 2 cores
+                msg, ok = f"{fx['name']}: vim_ref skipped (--all runs it)", True
             if args.all or cfg["num_patches"] < 100:
                 e2 = relerr(np_logits(cfg, w, x), want)
                 msg += f", vim_np {e2:.1e}"
