@@ -196,6 +196,47 @@ cudaError_t vimk_blend_mask (const VimkBlendFrame *frame,
 cudaError_t vimk_blend_argb (const VimkBlendFrame *frame, const uint32_t *argb,
     int64_t argb_pitch, int x0, int y0, int x1, int y1, cudaStream_t stream);
 
+/* ---- segmentation head ------------------------------------------------ */
+
+/* Head, part 2. Part 1 is the projection GEMMs h = sum_i W_i feat_i (fp32,
+ * rows x C, no bias). For nseq images of gh x gw tokens (rows = nseq * gh *
+ * gw, token t = y * gw + x of image b at row b * gh * gw + t):
+ *   in[t][c]  = h[t][c] + proj_b[c]
+ *   out[t][c] = gelu_tanh(dw_b[c] + sum_{i,j in 0..2} dw_w[c][i*3 + j] in[(y+i-1, x+j-1)][c])
+ * with zero padding outside the grid; out in dt (rows x C, pitch C), and
+ *   logits[b][k][t] = cls_b[k]   (fp32, (nseq, K, gh * gw))
+ * so that the class GEMM accumulates into logits with beta = 1.
+ * gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+cudaError_t vimk_seghead_conv (VimkDType dt, const float *h, const float *proj_b,
+    const float *dw_w, const float *dw_b, int nseq, int gh, int gw, int C,
+    void *out, float *logits, const float *cls_b, int K, cudaStream_t stream);
+
+/* One image's mask. Mask pixel (mx, my) samples the token grid at
+ *   gx = (mx + 0.5) * gx_scale + gx_offset,  gy likewise
+ * (grid cell centres at integers), bilinearly as PyTorch's interpolate with
+ * align_corners = False: the position clamped to [0, g - 1], floor i0,
+ * i1 = min(i0 + 1, g - 1), weight of i1 = position - i0, and
+ *   v_k = ly0 (lx0 l[y0][x0] + lx1 l[y0][x1]) + ly1 (lx0 l[y1][x0] + lx1 l[y1][x1]).
+ * classes = argmax_k v_k (the lowest k on ties);
+ * confidence = round(255 / sum_k exp(v_k - max v)) (the max softmax prob);
+ * counts[classes] += 1 per pixel. */
+typedef struct {
+  int width, height;          /* mask pixels */
+  float gx_scale, gx_offset, gy_scale, gy_offset;
+  const float *logits;        /* (K, gh, gw) fp32 */
+  uint8_t *classes;           /* device memory */
+  int64_t classes_stride;     /* bytes per row */
+  uint8_t *confidence;        /* NULL = not wanted */
+  int64_t confidence_stride;
+  uint32_t *counts;           /* K counters to add to (zeroed by the caller), NULL = none */
+} VimkSegMaskDesc;
+
+/* descs: n (<= 65535) descriptors in device memory; max_pixels: the largest
+ * width * height among them; K <= 256. */
+cudaError_t vimk_seg_masks (const VimkSegMaskDesc *descs, int n, int64_t max_pixels,
+    int gh, int gw, int K, cudaStream_t stream);
+/* ---- end of segmentation head ----------------------------------------- */
+
 #ifdef __cplusplus
 }
 #endif
