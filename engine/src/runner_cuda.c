@@ -11,7 +11,23 @@
  *   xc <- y      = bidirectional scan (dt_proj, softplus, D, gate)    vimk_scan
  *   residual    += [y_f | y_b] x [W_out/2 | W_out/2]^T     cuBLAS, fp32 accumulate
  *
- * The last layer's out_proj runs on the class-token rows only. Images go
+ * The last layer's out_proj runs on the class-token rows only.
+ *
+ * Segmenters (cls_token none) feed the raw mixer outputs of the blocks in
+ * seg_layers to the head (docs/segmentation-plan.md). The head's projection
+ * of level i is folded into that block's out_proj at upload,
+ * W'_i = W_i [W_out/2 | W_out/2] (C_h x 2E), so right after the scan
+ *
+ *   seg_h (f32)  (+)= y x W'_i^T                     cuBLAS, beta 1 after level 0
+ *
+ * and after the last level (blocks beyond it, and its residual update, are
+ * not needed):
+ *
+ *   seg_g (T)    = GELU(dwconv3x3(seg_h + b_proj) + b_dw),  logits = b_cls   vimk_seghead_conv
+ *   logits (f32) += W_cls x seg_g^T  per image, laid out (K, grid_h, grid_w)  cuBLAS
+ *
+ * vim_runner_segment then upsamples, reduces and counts per mask pixel on
+ * the GPU (vimk_seg_masks). Images go
  * through the layers in passes of about 32k tokens, so the workspace (one
  * layer's activations for one pass) is independent of depth and bounded in
  * the batch. Tuning knobs for bench/ (environment, read when a runner is
@@ -274,7 +290,52 @@ typedef struct {
   void *patch_w;      /* (D, kp) T */
   void *head_w;       /* (C, D) T */
   CudaLayer *layers;
+  /* segmenters: the head (fp32 small parameters, T GEMM weights) */
+  void *seg_proj[VIM_MAX_SEG_LAYERS]; /* (C_h, 2E) T: W_i [W_out/2 | W_out/2] of block seg_layers[i] */
+  float *seg_proj_b;  /* C_h */
+  float *seg_dw_w;    /* (C_h, 9) */
+  float *seg_dw_b;    /* C_h */
+  void *seg_cls_w;    /* (K, C_h) T */
+  float *seg_cls_b;   /* K */
 } CudaWeights;
+
+static gboolean
+is_segmenter (const VimModelConfig *c)
+{
+  return c->task == VIM_TASK_SEGMENTATION;
+}
+
+/* Floats of output per image: K logits, or K x grid for a segmenter. */
+static size_t
+out_per_image (const VimModelConfig *c)
+{
+  return is_segmenter (c) ? (size_t) c->num_classes * c->num_patches : (size_t) c->num_classes;
+}
+
+/* The level's folded projection: W_i (C_h, D) times the block's out_proj
+ * (D, E), halved and written twice (the layout of out_w), in double. */
+static void
+fold_seg_projection (const VimModelConfig *c, const float *proj_w, const float *out_proj_w,
+    VimkDType dt, void *dst)
+{
+  const int D = c->embed_dim, E = c->d_inner, Ch = c->seg_channels;
+  double *acc = g_new (double, E);
+  for (int ch = 0; ch < Ch; ch++) {
+    memset (acc, 0, (size_t) E * sizeof (double));
+    for (int d = 0; d < D; d++) {
+      const double a = proj_w[(size_t) ch * D + d];
+      const float *wo = out_proj_w + (size_t) d * E;
+      for (int e = 0; e < E; e++)
+        acc[e] += a * wo[e];
+    }
+    for (int e = 0; e < E; e++) {
+      float v = (float) (0.5 * acc[e]);
+      store_t (dt, dst, (size_t) ch * 2 * E + e, v);
+      store_t (dt, dst, (size_t) ch * 2 * E + E + e, v);
+    }
+  }
+  g_free (acc);
+}
 
 static size_t
 align256 (size_t x)
@@ -313,8 +374,19 @@ weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, GError **erro
   SLOT (cw->patch_b, (size_t) D * 4);
   SLOT (cw->patch_w, (size_t) D * cw->kp * ts_in);
   SLOT (cw->norm_f, (size_t) D * 4);
-  SLOT (cw->head_w, (size_t) C * D * ts);
+  const gboolean seg = is_segmenter (c);
+  const int Ch = c->seg_channels;
+  SLOT (cw->head_w, seg ? 0 : (size_t) C * D * ts);
   SLOT (cw->head_b, (size_t) C * 4);
+  if (seg) {
+    for (int i = 0; i < c->n_seg_layers; i++)
+      SLOT (cw->seg_proj[i], (size_t) Ch * 2 * E * ts);
+    SLOT (cw->seg_proj_b, (size_t) Ch * 4);
+    SLOT (cw->seg_dw_w, (size_t) Ch * 9 * 4);
+    SLOT (cw->seg_dw_b, (size_t) Ch * 4);
+    SLOT (cw->seg_cls_w, (size_t) C * Ch * ts);
+    SLOT (cw->seg_cls_b, (size_t) C * 4);
+  }
   for (int l = 0; l < c->depth; l++) {
     CudaLayer *ly = &cw->layers[l];
     SLOT (ly->norm_w, (size_t) D * 4);
@@ -346,7 +418,19 @@ weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, GError **erro
   memcpy (HF (cw->patch_b), w->patch_b, (size_t) D * 4);
   for (size_t i = 0; i < (size_t) D * cw->kp; i++)
     store_t (t.in, H (cw->patch_w), i, w->patch_w[i]);
-  memcpy (HF (cw->norm_f), w->norm_f_w, (size_t) D * 4);
+  if (w->norm_f_w)               /* a segmenter's file may omit it */
+    memcpy (HF (cw->norm_f), w->norm_f_w, (size_t) D * 4);
+  if (seg) {
+    for (int i = 0; i < c->n_seg_layers; i++)
+      fold_seg_projection (c, w->seg_proj_w[i], w->layers[c->seg_layers[i]].out_proj_w,
+          t.act, H (cw->seg_proj[i]));
+    memcpy (HF (cw->seg_proj_b), w->seg_proj_b, (size_t) Ch * 4);
+    memcpy (HF (cw->seg_dw_w), w->seg_dw_w, (size_t) Ch * 9 * 4);
+    memcpy (HF (cw->seg_dw_b), w->seg_dw_b, (size_t) Ch * 4);
+    for (size_t i = 0; i < (size_t) C * Ch; i++)
+      store_t (t.act, H (cw->seg_cls_w), i, w->seg_cls_w[i]);
+    memcpy (HF (cw->seg_cls_b), w->seg_cls_b, (size_t) C * 4);
+  }
   if (w->head_w) {
     for (size_t i = 0; i < (size_t) C * D; i++)
       store_t (t.act, H (cw->head_w), i, w->head_w[i]);
@@ -406,6 +490,12 @@ weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, GError **erro
 #define RELOC(p) (p) = (void *) (base + (uintptr_t) (p))
   RELOC (cw->pos); RELOC (cw->cls); RELOC (cw->patch_b); RELOC (cw->patch_w);
   RELOC (cw->norm_f); RELOC (cw->head_w); RELOC (cw->head_b);
+  if (seg) {
+    for (int i = 0; i < c->n_seg_layers; i++)
+      RELOC (cw->seg_proj[i]);
+    RELOC (cw->seg_proj_b); RELOC (cw->seg_dw_w); RELOC (cw->seg_dw_b);
+    RELOC (cw->seg_cls_w); RELOC (cw->seg_cls_b);
+  }
   for (int l = 0; l < c->depth; l++) {
     CudaLayer *ly = &cw->layers[l];
     RELOC (ly->norm_w); RELOC (ly->in_w); RELOC (ly->conv_w); RELOC (ly->conv_b);
@@ -450,13 +540,24 @@ typedef struct {
   int ws_images;
   float *residual;
   void *xz, *xcy, *feat;
+  float *seg_h;               /* segmenters: (rows, C_h) projection sum */
+  void *seg_g;                /* (rows, C_h) T, after conv and GELU */
   float *dbl;
   void *scan_ws;              /* scan chunk summaries */
   size_t scan_ws_bytes;
   void *input;                /* n x 3 x H x W, t.in */
   int input_cap;
-  float *logits;              /* n x C */
+  float *logits;              /* n x out_per_image: (C) or (K, grid_h, grid_w) */
   int logits_cap;
+  /* vim_runner_segment */
+  VimkSegMaskDesc *seg_desc_dev, *h_seg_desc;
+  int seg_desc_cap, h_seg_desc_cap;
+  guint32 *seg_counts_dev;    /* n x K */
+  size_t seg_counts_cap;      /* bytes */
+  void *seg_out_dev;          /* masks staged for host results or another context */
+  size_t seg_out_cap;
+  void *h_seg_out;            /* pinned: staged masks, then the counts */
+  size_t h_seg_out_cap;
   VimkFrameDesc *desc_dev;
   int desc_cap;
   void *frames_dev;           /* host frames uploaded compactly */
@@ -598,11 +699,14 @@ ws_bytes_for (const CudaRunner *cr, const VimModelConfig *c, int images)
 {
   const size_t rows = (size_t) images * c->seq_len;
   const int E = c->d_inner, D = c->embed_dim;
+  const size_t Ch = is_segmenter (c) ? (size_t) c->seg_channels : 0;
   return align256 (rows * D * 4)                      /* residual */
       + align256 (rows * 2 * E * cr->ts_xz)            /* xz */
       + align256 (rows * xcy_row_bytes (cr, c))        /* xcy */
       + align256 ((size_t) 2 * rows * cr->w->ldd * 4)  /* dbl */
-      + align256 ((size_t) images * D * cr->ts);       /* feat */
+      + align256 ((size_t) images * D * cr->ts)        /* feat */
+      + align256 (rows * Ch * 4)                       /* seg_h */
+      + align256 (rows * Ch * cr->ts);                 /* seg_g */
 }
 
 static gboolean
@@ -628,6 +732,9 @@ ensure_workspace (CudaRunner *cr, const VimModelConfig *c, int images, GError **
   cr->xcy = p; p += align256 (rows * xcy_row_bytes (cr, c));
   cr->dbl = (float *) p; p += align256 ((size_t) 2 * rows * cr->w->ldd * 4);
   cr->feat = p; p += align256 ((size_t) images * D * cr->ts);
+  const size_t Ch = is_segmenter (c) ? (size_t) c->seg_channels : 0;
+  cr->seg_h = (float *) p; p += align256 (rows * Ch * 4);
+  cr->seg_g = p; p += align256 (rows * Ch * cr->ts);
   cr->scan_ws = scan_bytes ? p : NULL;
   cr->scan_ws_bytes = scan_bytes;
   return TRUE;
@@ -666,10 +773,10 @@ ensure_batch (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
   }
   if (cr->logits_cap < n) {
     graphs_clear (cr);
-    dev_free (cr, (void **) &cr->logits, (size_t) cr->logits_cap * c->num_classes * 4);
+    dev_free (cr, (void **) &cr->logits, (size_t) cr->logits_cap * out_per_image (c) * 4);
     cr->logits_cap = 0;
     int cap = grow (0, n);
-    if (!dev_alloc (cr, (void **) &cr->logits, (size_t) cap * c->num_classes * 4,
+    if (!dev_alloc (cr, (void **) &cr->logits, (size_t) cap * out_per_image (c) * 4,
             "the logits", error))
       return FALSE;
     cr->logits_cap = cap;
@@ -696,9 +803,11 @@ gemm (CudaRunner *cr, VimkDType ab, int m, int n, int k, const void *A, int lda,
 
 /* Stage timing (VIM_CUDA_PROFILE, vim_runner_cuda_bench only; not thread
  * safe, like the bench): events between the stages of a forward. */
-enum { ST_EMBED, ST_PATCH, ST_NORM, ST_IN, ST_CONV, ST_XPROJ, ST_SCAN, ST_OUT, ST_HEAD, ST_N };
+enum { ST_EMBED, ST_PATCH, ST_NORM, ST_IN, ST_CONV, ST_XPROJ, ST_SCAN, ST_OUT, ST_SEGPROJ,
+  ST_HEAD, ST_N };
 static const char *const stage_names[ST_N] = { "embed gather", "patch GEMM", "rmsnorm",
-  "in_proj GEMM", "conv+gate", "x_proj GEMM", "scan", "out_proj GEMM", "final+head" };
+  "in_proj GEMM", "conv+gate", "x_proj GEMM", "scan", "out_proj GEMM", "seg proj GEMM",
+  "final+head" };
 
 typedef struct {
   cudaEvent_t ev[4096];
@@ -721,6 +830,32 @@ prof_mark (CudaRunner *cr, int stage)
 }
 
 #define CKK(expr, what) CK (expr, what)
+
+/* The segmentation head of one pass, after the projections summed into
+ * seg_h: conv + GELU (logits set to the class bias), then per image
+ * logits (K, M) += W_cls (K, C_h) x seg_g (M, C_h)^T, written class-major
+ * as the public layout wants. Column-major, that is C (M x K, ld M) =
+ * op_T(seg_g as C_h x M) x (W_cls as C_h x K): one strided batch over the
+ * pass's images with W_cls shared (stride 0). */
+static gboolean
+enqueue_seg_head (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **error)
+{
+  const CudaWeights *w = cr->w;
+  const int M = c->num_patches, K = c->num_classes, Ch = c->seg_channels;
+  float *logits = cr->logits + (size_t) i0 * out_per_image (c);
+  CKK (vimk_seghead_conv (cr->t.act, cr->seg_h, w->seg_proj_b, w->seg_dw_w, w->seg_dw_b, m,
+          c->grid_h, c->grid_w, Ch, cr->seg_g, logits, w->seg_cls_b, K, cr->stream),
+      "segmentation head conv");
+  const float alpha = 1.f, beta = 1.f;
+  const cudaDataType ab = cuda_type (cr->t.act);
+  CKB (cublasGemmStridedBatchedEx (cr->blas, CUBLAS_OP_T, CUBLAS_OP_N, M, K, Ch, &alpha,
+          cr->seg_g, ab, Ch, (long long) M * Ch,
+          w->seg_cls_w, ab, Ch, 0,
+          &beta, logits, CUDA_R_32F, M, (long long) K * M,
+          m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT), "segmentation classes");
+  prof_mark (cr, ST_HEAD);
+  return TRUE;
+}
 
 /* One pass: images [i0, i0 + m) of the input buffer -> logits rows. */
 static gboolean
@@ -752,7 +887,11 @@ enqueue_pass (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **e
   prof_mark (cr, ST_PATCH);
 
   const gboolean cls_only = c->cls_index >= 0;
-  for (int l = 0; l < c->depth; l++) {
+  const gboolean seg = is_segmenter (c);
+  /* a segmenter needs no block after its last feature level */
+  const int n_layers = seg ? c->seg_layers[c->n_seg_layers - 1] + 1 : c->depth;
+  int level = 0;
+  for (int l = 0; l < n_layers; l++) {
     const CudaLayer *ly = &w->layers[l];
     const gboolean last = l == c->depth - 1;
     CKK (vimk_rmsnorm (t.norm, cr->residual, D, ly->norm_w, cr->xcy, D, rows, D, eps, s),
@@ -787,6 +926,17 @@ enqueue_pass (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **e
     };
     CKK (vimk_scan (t.act, &sa, cr->scan_ws, cr->scan_ws_bytes, s), "selective scan");
     prof_mark (cr, ST_SCAN);
+    if (seg && level < c->n_seg_layers && c->seg_layers[level] == l) {
+      /* this block's mixer output, projected by the head: seg_h (+)= y W'^T */
+      if (!gemm (cr, t.act, c->seg_channels, rows, 2 * E, w->seg_proj[level], 2 * E,
+              cr->xcy, 2 * E, cr->seg_h, VIMK_F32, c->seg_channels, level == 0 ? 0.f : 1.f,
+              "segmentation projection", error))
+        return FALSE;
+      level++;
+      prof_mark (cr, ST_SEGPROJ);
+      if (l == n_layers - 1)
+        continue;             /* no block reads this one's residual update */
+    }
     if (last && cls_only) {
       /* only the class-token rows feed the head */
       if (!gemm (cr, t.act, D, m, 2 * E, ly->out_w, 2 * E,
@@ -799,6 +949,8 @@ enqueue_pass (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **e
       return FALSE;
     prof_mark (cr, ST_OUT);
   }
+  if (seg)
+    return enqueue_seg_head (cr, c, i0, m, error);
   float *logits = cr->logits + (size_t) i0 * c->num_classes;
   CKK (vimk_final_prepare (t.act, cr->residual, m, L, D, c->cls_index, w->norm_f, eps,
           cr->feat, logits, w->head_b, c->num_classes, s), "final norm");
@@ -887,11 +1039,11 @@ sync_stream (CudaRunner *cr, GError **error)
   return TRUE;
 }
 
-/* Copies the n x C logits to the caller. */
+/* Copies the n x out_per_image logits to the caller. */
 static gboolean
 fetch_logits (CudaRunner *cr, const VimModelConfig *c, int n, float *logits, GError **error)
 {
-  size_t bytes = (size_t) n * c->num_classes * 4;
+  size_t bytes = (size_t) n * out_per_image (c) * 4;
   if (!host_reserve (&cr->h_logits, &cr->h_logits_cap, bytes, error))
     return FALSE;
   CK (cudaMemcpyAsync (cr->h_logits, cr->logits, bytes, cudaMemcpyDeviceToHost, cr->stream),
@@ -1129,6 +1281,200 @@ cuda_classify (VimRunner *r, const VimFrame *frames, int n, float *logits, GErro
   ctx_leave (&g);
   return ok;
 }
+/* ---- segmentation: masks on the GPU ---------------------------------------- */
+
+/* Grows a device buffer of the runner (contents not kept). */
+static gboolean
+dev_reserve (CudaRunner *cr, void **p, size_t *cap, size_t bytes, const char *what,
+    GError **error)
+{
+  if (*cap >= bytes)
+    return TRUE;
+  size_t want = MAX (bytes, *cap * 3 / 2);
+  dev_free (cr, p, *cap);
+  *cap = 0;
+  if (!dev_alloc (cr, p, want, what, error))
+    return FALSE;
+  *cap = want;
+  return TRUE;
+}
+
+/* A result the kernel cannot write in place: host memory, or device memory
+ * of another context than the runner's. Those masks go through seg_out_dev. */
+static gboolean
+result_staged (const CudaRunner *cr, const VimSegResult *res, CUcontext caller)
+{
+  return res->memory == VIM_MEMORY_HOST || caller != cr->ctx;
+}
+
+static size_t
+mask_bytes (const VimSegResult *res)
+{
+  return (size_t) res->geometry.width * res->geometry.height;
+}
+
+/* After the forward pass (logits (n, K, gh, gw) on the device): one kernel
+ * writes every mask, then staged masks and class counts come back, and the
+ * stream is synchronized (so device results are ready on return). */
+static gboolean
+segment_masks (CudaRunner *cr, const VimModelConfig *c, int n, VimSegResult *results,
+    CUcontext caller, GError **error)
+{
+  const int K = c->num_classes;
+  /* layout of the staging buffers: staged masks packed (classes, then
+   * confidence), 256-byte aligned; the counts after them on the host side */
+  size_t staged = 0;
+  gboolean want_counts = FALSE;
+  for (int i = 0; i < n; i++) {
+    const VimSegResult *res = &results[i];
+    if (res->memory != VIM_MEMORY_HOST && res->memory != VIM_MEMORY_CUDA) {
+      g_set_error (error, VIM_ERROR, VIM_ERROR_INVALID_ARGUMENT,
+          "result %d: unknown memory type %d", i, (int) res->memory);
+      return FALSE;
+    }
+    if (result_staged (cr, res, caller))
+      staged += align256 (mask_bytes (res)) * (res->confidence ? 2 : 1);
+    want_counts |= res->fractions != NULL;
+  }
+  const size_t counts_bytes = want_counts ? (size_t) n * K * sizeof (guint32) : 0;
+  if (!dev_reserve (cr, &cr->seg_out_dev, &cr->seg_out_cap, MAX (staged, 256),
+          "staged masks", error)
+      || !dev_reserve (cr, (void **) &cr->seg_counts_dev, &cr->seg_counts_cap,
+          MAX (counts_bytes, 256), "class counts", error)
+      || !host_reserve (&cr->h_seg_out, &cr->h_seg_out_cap, staged + counts_bytes, error))
+    return FALSE;
+  if (cr->seg_desc_cap < n) {
+    size_t old = (size_t) cr->seg_desc_cap * sizeof (VimkSegMaskDesc);
+    dev_free (cr, (void **) &cr->seg_desc_dev, old);
+    cr->seg_desc_cap = 0;
+    if (!dev_alloc (cr, (void **) &cr->seg_desc_dev, (size_t) n * sizeof (VimkSegMaskDesc),
+            "mask descriptors", error))
+      return FALSE;
+    cr->seg_desc_cap = n;
+  }
+  if (cr->h_seg_desc_cap < n) {
+    if (cr->h_seg_desc)
+      cudaFreeHost (cr->h_seg_desc);
+    cr->h_seg_desc = NULL;
+    cr->h_seg_desc_cap = 0;
+    CK (cudaHostAlloc ((void **) &cr->h_seg_desc, (size_t) n * sizeof (VimkSegMaskDesc),
+            cudaHostAllocPortable), "allocating pinned host memory");
+    cr->h_seg_desc_cap = n;
+  }
+
+  /* descriptors: the same sampling as the host postprocessing (segment.c) */
+  size_t off = 0;
+  int64_t max_pixels = 0;
+  for (int i = 0; i < n; i++) {
+    const VimSegResult *res = &results[i];
+    VimkSegMaskDesc *d = &cr->h_seg_desc[i];
+    VimSegSampling smp;
+    vim_seg_sampling_compute (c, &res->geometry, &smp);
+    memset (d, 0, sizeof *d);
+    d->width = res->geometry.width;
+    d->height = res->geometry.height;
+    d->gx_scale = (float) smp.scale_x;
+    d->gx_offset = (float) smp.offset_x;
+    d->gy_scale = (float) smp.scale_y;
+    d->gy_offset = (float) smp.offset_y;
+    d->logits = cr->logits + (size_t) i * out_per_image (c);
+    if (result_staged (cr, res, caller)) {
+      d->classes = (uint8_t *) cr->seg_out_dev + off;
+      d->classes_stride = d->width;
+      off += align256 (mask_bytes (res));
+      if (res->confidence) {
+        d->confidence = (uint8_t *) cr->seg_out_dev + off;
+        d->confidence_stride = d->width;
+        off += align256 (mask_bytes (res));
+      }
+    } else {
+      d->classes = res->classes;
+      d->classes_stride = (int64_t) res->classes_stride;
+      d->confidence = res->confidence;
+      d->confidence_stride = (int64_t) res->confidence_stride;
+    }
+    d->counts = res->fractions ? cr->seg_counts_dev + (size_t) i * K : NULL;
+    max_pixels = MAX (max_pixels, (int64_t) d->width * d->height);
+  }
+  if (counts_bytes)
+    CK (cudaMemsetAsync (cr->seg_counts_dev, 0, counts_bytes, cr->stream), "clearing class counts");
+  CK (cudaMemcpyAsync (cr->seg_desc_dev, cr->h_seg_desc, (size_t) n * sizeof (VimkSegMaskDesc),
+          cudaMemcpyHostToDevice, cr->stream), "uploading mask descriptors");
+  for (int i0 = 0; i0 < n; i0 += 65535)
+    CK (vimk_seg_masks (cr->seg_desc_dev + i0, MIN (65535, n - i0), max_pixels, c->grid_h,
+            c->grid_w, K, cr->stream), "upsampling and argmax of the logits");
+
+  /* back: host results through pinned memory in one copy, device results
+   * of another context by a copy into their memory */
+  guint8 *h_out = cr->h_seg_out;
+  if (staged)
+    CK (cudaMemcpyAsync (h_out, cr->seg_out_dev, staged, cudaMemcpyDeviceToHost, cr->stream),
+        "copying the masks");
+  if (counts_bytes)
+    CK (cudaMemcpyAsync (h_out + staged, cr->seg_counts_dev, counts_bytes,
+            cudaMemcpyDeviceToHost, cr->stream), "copying the class counts");
+  for (int i = 0; i < n; i++) {
+    const VimSegResult *res = &results[i];
+    const VimkSegMaskDesc *d = &cr->h_seg_desc[i];
+    if (res->memory != VIM_MEMORY_CUDA || !result_staged (cr, res, caller))
+      continue;
+    CK (cudaMemcpy2DAsync (res->classes, res->classes_stride, d->classes, d->width, d->width,
+            d->height, cudaMemcpyDefault, cr->stream), "copying a mask to another CUDA context");
+    if (res->confidence)
+      CK (cudaMemcpy2DAsync (res->confidence, res->confidence_stride, d->confidence, d->width,
+              d->width, d->height, cudaMemcpyDefault, cr->stream),
+          "copying a confidence map to another CUDA context");
+  }
+  if (!sync_stream (cr, error))
+    return FALSE;
+
+  for (int i = 0; i < n; i++) {
+    VimSegResult *res = &results[i];
+    const VimkSegMaskDesc *d = &cr->h_seg_desc[i];
+    if (res->memory == VIM_MEMORY_HOST) {
+      const guint8 *src = h_out + (d->classes - (uint8_t *) cr->seg_out_dev);
+      for (int y = 0; y < d->height; y++)
+        memcpy (res->classes + (size_t) y * res->classes_stride, src + (size_t) y * d->width,
+            d->width);
+      if (res->confidence) {
+        src = h_out + (d->confidence - (uint8_t *) cr->seg_out_dev);
+        for (int y = 0; y < d->height; y++)
+          memcpy (res->confidence + (size_t) y * res->confidence_stride,
+              src + (size_t) y * d->width, d->width);
+      }
+    }
+    if (res->fractions) {
+      const guint32 *cnt = (const guint32 *) (h_out + staged) + (size_t) i * K;
+      const double total = (double) d->width * d->height;
+      for (int k = 0; k < K; k++)
+        res->fractions[k] = (float) (cnt[k] / total);
+    }
+  }
+  return TRUE;
+}
+
+static gboolean
+cuda_segment (VimRunner *r, const VimFrame *frames, int n, const VimMaskSpec *spec,
+    VimSegResult *results, GError **error)
+{
+  CudaRunner *cr = r->impl;
+  const VimModelConfig *c = &r->model->config;
+  (void) spec;                /* runner.c turned it into results[i].geometry */
+  if (!is_segmenter (c)) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_INVALID_ARGUMENT,
+        "%s is not a segmentation model", r->model->path);
+    return FALSE;
+  }
+  CtxGuard g;
+  if (!ctx_enter (cr, &g, error))
+    return FALSE;
+  gboolean ok = ensure_batch (cr, c, n, error)
+      && enqueue_preprocess (cr, c, frames, n, g.caller, cr->t.in, cr->input, error)
+      && run_forward (cr, c, n, error)
+      && segment_masks (cr, c, n, results, g.caller, error);
+  ctx_leave (&g);
+  return ok;
+}
 
 static void
 weights_release (VimModel *model, CudaWeights *w)
@@ -1160,6 +1506,11 @@ runner_destroy (VimModel *model, CudaRunner *cr)
   if (cr->h_stage) cudaFreeHost (cr->h_stage);
   if (cr->h_pre) cudaFreeHost (cr->h_pre);
   if (cr->h_desc) cudaFreeHost (cr->h_desc);
+  if (cr->seg_desc_dev) cudaFree (cr->seg_desc_dev);
+  if (cr->seg_counts_dev) cudaFree (cr->seg_counts_dev);
+  if (cr->seg_out_dev) cudaFree (cr->seg_out_dev);
+  if (cr->h_seg_desc) cudaFreeHost (cr->h_seg_desc);
+  if (cr->h_seg_out) cudaFreeHost (cr->h_seg_out);
   if (cr->blas) cublasDestroy (cr->blas);
   if (cr->stream) cudaStreamDestroy (cr->stream);
   if (cr->w)
@@ -1192,6 +1543,7 @@ static const VimBackend cuda_backend = {
   .preprocess = cuda_preprocess,
   .forward = cuda_forward,
   .classify = cuda_classify,
+  .segment = cuda_segment,
   .free = cuda_free,
 };
 
@@ -1212,9 +1564,16 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
   const VimModelConfig *c = &r->model->config;
   VimModel *model = r->model;
 
-  if (c->task != VIM_TASK_CLASSIFICATION) {
+  if (c->task != VIM_TASK_CLASSIFICATION && c->task != VIM_TASK_SEGMENTATION) {
     g_set_error (error, VIM_ERROR, VIM_ERROR_UNSUPPORTED,
-        "CUDA backend: only classification models are supported");
+        "CUDA backend: task %d is not supported", (int) c->task);
+    return FALSE;
+  }
+  if (is_segmenter (c) && (c->num_classes > 256 || c->n_seg_layers < 1 || c->cls_index >= 0)) {
+    g_set_error (error, VIM_ERROR, VIM_ERROR_UNSUPPORTED,
+        "CUDA backend: segmenter with %d classes, %d feature levels and %s class token "
+        "(need <= 256 classes, >= 1 level, no class token)", c->num_classes,
+        c->n_seg_layers, c->cls_index >= 0 ? "a" : "no");
     return FALSE;
   }
   if (!vimk_scan_supported (c->d_state, c->dt_rank)) {
