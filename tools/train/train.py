@@ -197,7 +197,9 @@ def load_init(model, path, log_fn):
     n = 0
     with torch.no_grad():
         for k, v in src.items():
-            if k in own and own[k].shape == v.shape and (k.startswith("layers.") or k.startswith("patch_embed.")):
+            pe_ok = src.get("patch_embed.proj.weight", torch.zeros(0)).shape == own["patch_embed.proj.weight"].shape
+            if k in own and own[k].shape == v.shape and (k.startswith("layers.") or
+                                                        (pe_ok and k.startswith("patch_embed."))):
                 own[k].copy_(v)
                 n += 1
         if "pos_embed" in src and src["pos_embed"].shape != own["pos_embed"].shape:
