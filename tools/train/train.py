@@ -465,7 +465,9 @@ def train(argv=None):
             state["total_epochs"] = int(D.bcast_obj(max(state["epoch"], state["epoch"] + n_more)))
             state["budget_fixed"] = True
             msg += f" | budget {args.total_budget_s:.0f}s: {per_epoch:.2f}s/epoch -> {state['total_epochs']} epochs"
-        log(args, msg)
+        if first_fix or state["epoch"] % args.eval_every == 0 or state["epoch"] >= state["total_epochs"] \
+                or state["epoch"] <= 2:
+            log(args, msg)       # every eval_every epochs (keeps the device call's output short)
         t_epoch = time.time()
     if dev.type == "cuda":
         torch.cuda.synchronize()
