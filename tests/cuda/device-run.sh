@@ -6,6 +6,7 @@
 #
 # Phases: info kernels fixtures preprocess blend runner-small runner-official top1
 #         sanitize profile ncu fixtures-quick bench-quick bench-knobs bench-full bench-targets
+#         seg-kernels seg-fixtures segment seg-sanitize seg-bench (segmentation, log-seg.txt)
 # Environment: BUILD (default build-cuda); carry it and .cuda-libs
 # (tests/cuda/pack-libs.sh) with the call.
 set -u
@@ -155,6 +156,51 @@ for phase in "$@"; do
     { stamp bench-targets
       python3 bench/run-bench.py --build $B --set targets --compile targets --json $O/bench-targets.json \
         --md $O/bench-targets.md; } >> "$O/log-bench.txt" 2>&1 ;;
+  seg-kernels)
+    { stamp seg-kernels; $B/tests/cuda/test-seg-kernels; echo "rc=$?"; } >> "$O/log-seg.txt" 2>&1 ;;
+  seg-fixtures)
+    { stamp seg-fixtures
+      for n in tiny_seg_b2 tiny_seg_s8_b2 tiny_seg_bf16_b1 vim_ti_seg512_b1; do
+        fx=tests/reference/fixtures/$n.json; f=$M/fx-$n.safetensors
+        python3 tools/vim-random-model --fixture $fx -o $f >/dev/null
+        for p in fp32:1e-4 fp16:2e-2 bf16:2e-2; do
+          $B/tests/engine/test-parity --model $f --fixture $fx --device cuda \
+            --precision ${p%%:*} --tolerance ${p##*:} || echo "FAILED rc=$? $n ${p%%:*}"
+        done
+        rm -f $f
+      done; } >> "$O/log-seg.txt" 2>&1 ;;
+  segment)
+    { stamp segment
+      f=$(gen seg-tiny --task segmentation --variant tiny)
+      $B/tests/cuda/test-cuda-segment --model $f --cpu-batch 3 --batch 9 --segment --frames 4; echo "rc=$? (tiny)"
+      f=$(gen seg-tiny-lb --task segmentation --variant tiny --image-size 224,160 --resize letterbox)
+      $B/tests/cuda/test-cuda-segment --model $f --segment; echo "rc=$? (tiny letterbox)"
+      f=$(gen seg-tiny-crop --task segmentation --variant tiny --resize short-side-crop)
+      $B/tests/cuda/test-cuda-segment --model $f --cpu-batch 1 --segment; echo "rc=$? (tiny crop)"
+      f=$(gen seg-ti512 --task segmentation --variant vim_ti --image-size 512)
+      $B/tests/cuda/test-cuda-segment --model $f --cpu-batch 1 --batch 8 --segment --frames 2; echo "rc=$? (vim_ti 512)"
+    } >> "$O/log-seg.txt" 2>&1 ;;
+  seg-sanitize)
+    { stamp seg-sanitize
+      f=$(gen seg-tiny --task segmentation --variant tiny)
+      for tool in memcheck racecheck; do
+        compute-sanitizer --tool $tool --error-exitcode 9 $B/tests/cuda/test-seg-kernels 2>&1 | tail -3
+        echo "rc=${PIPESTATUS[0]} ($tool seg kernels)"
+        compute-sanitizer --tool $tool --error-exitcode 9 $B/tests/cuda/test-cuda-segment --model $f \
+          --cpu-batch 1 --batch 3 --precisions fp32,fp16 --segment --frames 2 2>&1 | tail -4
+        echo "rc=${PIPESTATUS[0]} ($tool segment)"
+      done; } >> "$O/log-sanitize.txt" 2>&1 ;;
+  seg-bench)
+    { stamp seg-bench
+      f=$(gen seg-ti512-k150-f16 --task segmentation --variant vim_ti --image-size 512 --num-classes 150 --dtype F16)
+      for p in fp16 bf16 fp32; do
+        $B/bench/vim-bench --model $f --precision $p --batches 1,8 --label seg-Ti512-forward --seconds 1
+      done
+      VIM_CUDA_PROFILE=1 $B/bench/vim-bench --model $f --batches 1,8 --label seg-Ti512-forward --seconds 0.3
+      $B/tests/cuda/seg-bench --model $f --batches 1,8 --mode grid --label seg-Ti512-e2e
+      $B/tests/cuda/seg-bench --model $f --batches 1,8 --mode frame --label seg-Ti512-e2e
+      $B/tests/cuda/seg-bench --model $f --batches 1,8 --mode frame --confidence --label seg-Ti512-e2e
+    } >> "$O/log-bench.txt" 2>&1 ;;
   *) echo "unknown phase $phase" ;;
   esac
 done
