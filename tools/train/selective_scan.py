@@ -183,6 +183,25 @@ if HAVE_TRITON:
         return tl.where(v > 20.0, v, tl.maximum(v, 0.0) + lp)
 
     @triton.jit
+    def _load_step(xb, dtb, Bb, Cb, s, L, E, N, offs_e, offs_n, me, mn,
+                   REVERSE: tl.constexpr):
+        # the inputs of scan step s (token L-1-s when REVERSE), zeros when s is
+        # outside [0, L)
+        if REVERSE:
+            t = L - 1 - s
+        else:
+            t = s
+        se = offs_e * 0 + s
+        sn = offs_n * 0 + s
+        mev = me & (se >= 0) & (se < L)
+        mnv = mn & (sn >= 0) & (sn < L)
+        xv = tl.load(xb + t * E + offs_e, mask=mev, other=0.0).to(tl.float32)
+        dtv = tl.load(dtb + t * E + offs_e, mask=mev, other=0.0).to(tl.float32)
+        Bv = tl.load(Bb + t * N + offs_n, mask=mnv, other=0.0).to(tl.float32)
+        Cv = tl.load(Cb + t * N + offs_n, mask=mnv, other=0.0).to(tl.float32)
+        return xv, dtv, Bv, Cv
+
+    @triton.jit
     def _scan_fwd_kernel(x_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr,
                          y_ptr, hs_ptr, L, E, N, nchunks,
                          REVERSE: tl.constexpr, T: tl.constexpr,
@@ -205,24 +224,26 @@ if HAVE_TRITON:
         hsb = hs_ptr + pid_b * nchunks * E * N
         hs_off = offs_e[:, None] * N + offs_n[None, :]
         h = tl.zeros((BLOCK_E, BLOCK_N), dtype=tl.float32)
+        # software pipelining: the next step's inputs are loaded before this
+        # step's arithmetic, so their latency overlaps it
+        xv, dtv, Bv, Cv = _load_step(xb, dtb, Bb, Cb, 0, L, E, N, offs_e, offs_n, me, mn, REVERSE)
         for c in range(nchunks):
             tl.store(hsb + c * E * N + hs_off, h, mask=men)
             for i in range(T):
                 s = c * T + i
+                xn, dtn, Bn, Cn = _load_step(xb, dtb, Bb, Cb, s + 1, L, E, N, offs_e, offs_n,
+                                             me, mn, REVERSE)
                 if REVERSE:
                     t = L - 1 - s
                 else:
                     t = s
                 mev = me & ((offs_e * 0 + s) < L)
-                xv = tl.load(xb + t * E + offs_e, mask=mev, other=0.0).to(tl.float32)
-                dtv = tl.load(dtb + t * E + offs_e, mask=mev, other=0.0).to(tl.float32)
                 delta = tl.where(mev, _softplus20(dtv + bias), 0.0)
-                Bv = tl.load(Bb + t * N + offs_n, mask=mn & ((offs_n * 0 + s) < L), other=0.0).to(tl.float32)
-                Cv = tl.load(Cb + t * N + offs_n, mask=mn & ((offs_n * 0 + s) < L), other=0.0).to(tl.float32)
                 dA = tl.exp(delta[:, None] * A)
                 h = dA * h + (delta * xv)[:, None] * Bv[None, :]
                 y = tl.sum(h * Cv[None, :], axis=1) + Dv * xv
                 tl.store(yb + t * E + offs_e, y.to(y_ptr.dtype.element_ty), mask=mev)
+                xv, dtv, Bv, Cv = xn, dtn, Bn, Cn
 
     @triton.jit
     def _scan_bwd_kernel(x_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr,
@@ -261,38 +282,53 @@ if HAVE_TRITON:
             c = nchunks - 1 - cc
             # 1. recompute the chunk's states: scratch[i] = state before step i
             h = tl.load(hsb + c * E * N + hs_off, mask=men, other=0.0)
+            xv, dtv, Bv, Cv = _load_step(xb, dtb, Bb, Cb, c * T, L, E, N, offs_e, offs_n,
+                                         me, mn, REVERSE)
             for i in range(T):
                 s = c * T + i
-                if REVERSE:
-                    t = L - 1 - s
-                else:
-                    t = s
+                xn, dtn, Bn, Cn = _load_step(xb, dtb, Bb, Cb, s + 1, L, E, N, offs_e, offs_n,
+                                             me, mn, REVERSE)
                 mev = me & ((offs_e * 0 + s) < L)
-                xv = tl.load(xb + t * E + offs_e, mask=mev, other=0.0).to(tl.float32)
-                dtv = tl.load(dtb + t * E + offs_e, mask=mev, other=0.0).to(tl.float32)
                 delta = tl.where(mev, _softplus20(dtv + bias), 0.0)
-                Bv = tl.load(Bb + t * N + offs_n, mask=mn & ((offs_n * 0 + s) < L), other=0.0).to(tl.float32)
                 tl.store(scb + i * (BLOCK_E * BLOCK_N) + sc_off, h)
                 h = tl.exp(delta[:, None] * A) * h + (delta * xv)[:, None] * Bv[None, :]
+                xv, dtv, Bv, Cv = xn, dtn, Bn, Cn
             tl.debug_barrier()
-            # 2. adjoint recurrence over the chunk, last step first
+            # 2. adjoint recurrence over the chunk, last step first (inputs of
+            #    step i-1 prefetched during step i)
+            s = c * T + T - 1
+            xv, dtv, Bv, Cv = _load_step(xb, dtb, Bb, Cb, s, L, E, N, offs_e, offs_n,
+                                         me, mn, REVERSE)
+            if REVERSE:
+                t = L - 1 - s
+            else:
+                t = s
+            gyv = tl.load(gyb + t * E + offs_e, mask=me & ((offs_e * 0 + s) < L),
+                          other=0.0).to(tl.float32)
+            hp = tl.load(scb + (T - 1) * (BLOCK_E * BLOCK_N) + sc_off)
             for ii in range(T):
                 i = T - 1 - ii
                 s = c * T + i
+                # prefetch step i-1 (within this chunk)
+                xn, dtn, Bn, Cn = _load_step(xb, dtb, Bb, Cb, s - 1, L, E, N, offs_e, offs_n,
+                                             me, mn, REVERSE)
+                if REVERSE:
+                    tn = L - s
+                else:
+                    tn = s - 1
+                sn = offs_e * 0 + (s - 1)
+                gyn = tl.load(gyb + tn * E + offs_e, mask=me & (sn >= 0) & (sn < L),
+                              other=0.0).to(tl.float32)
+                inb = (sc_off * 0 + i) > 0
+                hpn = tl.load(scb + (i - 1) * (BLOCK_E * BLOCK_N) + sc_off, mask=inb, other=0.0)
                 if REVERSE:
                     t = L - 1 - s
                 else:
                     t = s
                 mev = me & ((offs_e * 0 + s) < L)
                 mnv = mn & ((offs_n * 0 + s) < L)
-                xv = tl.load(xb + t * E + offs_e, mask=mev, other=0.0).to(tl.float32)
-                dtv = tl.load(dtb + t * E + offs_e, mask=mev, other=0.0).to(tl.float32)
-                gyv = tl.load(gyb + t * E + offs_e, mask=mev, other=0.0).to(tl.float32)
                 v = dtv + bias
                 delta = tl.where(mev, _softplus20(v), 0.0)
-                Bv = tl.load(Bb + t * N + offs_n, mask=mnv, other=0.0).to(tl.float32)
-                Cv = tl.load(Cb + t * N + offs_n, mask=mnv, other=0.0).to(tl.float32)
-                hp = tl.load(scb + i * (BLOCK_E * BLOCK_N) + sc_off)
                 dA = tl.exp(delta[:, None] * A)
                 dx = delta * xv
                 hc = dA * hp + dx[:, None] * Bv[None, :]
@@ -311,6 +347,7 @@ if HAVE_TRITON:
                 tl.store(gBb + t * N + offs_n, gBv, mask=mnv)
                 tl.store(gCb + t * N + offs_n, gCv, mask=mnv)
                 gcarry = dA * gh
+                xv, dtv, Bv, Cv, gyv, hp = xn, dtn, Bn, Cn, gyn, hpn
             tl.debug_barrier()
         tl.store(gA_ptr + pid_b * E * N + hs_off, gA_acc, mask=men)
         tl.store(gD_ptr + pid_b * E + offs_e, gD_acc, mask=me)
