@@ -1,0 +1,91 @@
+#!/bin/sh
+# Frames per second of H.264 decoding on the GPU alone and with
+# vimsegment ! vimoverlay on the decoded memory:CUDAMemory frames, in the
+# same run, and the per-frame latency the two elements add (p50/p99, from
+# the latency tracer's element latencies).
+#
+#   pipelines/bench-nvdec-segment.sh [CLIP.mp4] MODEL [extra vimsegment properties]
+#
+# Without CLIP (empty string or a model file as first argument) a 1080p30
+# H.264 clip of 900 frames is encoded first (nvh264enc, else openh264enc).
+# Each fps pipeline runs 3 times, the best run counts. Needs
+# GST_PLUGIN_PATH to reach the vim plugin when it is not installed.
+set -eu
+
+case "${1:-}" in
+    *.safetensors) clip="" ;;
+    *) clip=${1:-}; shift ;;
+esac
+model=${1:?usage: $0 [CLIP.mp4] MODEL [vimsegment properties...]}
+shift
+props="$*"
+
+for e in nvh264dec vimsegment vimoverlay; do
+    gst-inspect-1.0 --exists $e || { echo "$0: no $e" >&2; exit 3; }
+done
+
+if [ -z "$clip" ]; then
+    clip=${TMPDIR:-/tmp}/vim-bench-1080p.mp4
+    if [ ! -f "$clip" ]; then
+        if gst-inspect-1.0 --exists nvh264enc; then enc="nvh264enc"; else enc="openh264enc"; fi
+        echo "encoding $clip with $enc" >&2
+        gst-launch-1.0 -q videotestsrc num-buffers=900 pattern=ball ! \
+            video/x-raw,format=NV12,width=1920,height=1080,framerate=30/1 ! \
+            $enc ! h264parse ! mp4mux ! filesink location="$clip"
+    fi
+fi
+
+decode="filesrc location=$clip ! parsebin ! nvh264dec"
+elements="vimsegment name=seg model-file=$model device=cuda $props ! vimoverlay name=ovl show-legend=true"
+
+# average fps of one run, as fpsdisplaysink measures it (process start-up,
+# model loading and CUDA initialisation excluded)
+fps() {
+    gst-launch-1.0 -v $1 ! fpsdisplaysink video-sink=fakesink text-overlay=false \
+        sync=false fps-update-interval=500 2>/dev/null | \
+        sed -n 's/.*average: \([0-9.]*\).*/\1/p' | tail -1
+}
+
+best() {  # best of 3 runs
+    b=0
+    for i in 1 2 3; do
+        f=$(fps "$1")
+        if [ -n "$f" ] && awk "BEGIN { exit !($f > $b) }"; then b=$f; fi
+    done
+    echo "$b"
+}
+
+echo "negotiated caps into vimsegment and vimoverlay:" >&2
+gst-launch-1.0 -v $decode ! identity eos-after=30 ! $elements ! fakesink 2>&1 | \
+    grep -E '(seg|ovl).GstPad:sink: caps' | head -2 >&2 || true
+
+base=$(best "$decode")
+with=$(best "$decode ! $elements")
+
+# per-frame time inside each element (sink pad in -> src pad out), ns
+log=$(mktemp "${TMPDIR:-/tmp}/vim-latency.XXXXXX")
+GST_TRACERS="latency(flags=element)" GST_DEBUG="GST_TRACER:7" GST_DEBUG_NO_COLOR=1 \
+    gst-launch-1.0 $decode ! $elements ! fakesink sync=false >/dev/null 2>"$log" || true
+times() {  # times NAME: the element's latencies in frame order, one a line
+    grep 'element-latency' "$log" | grep "element=(string)$1[,;]" | \
+        sed -n 's/.*time=(guint64)\([0-9]*\).*/\1/p'
+}
+times seg > "$log.seg"
+times ovl > "$log.ovl"
+paste "$log.seg" "$log.ovl" | awk 'NF == 2 { print $1 + $2 }' > "$log.sum"
+pct() {  # pct FILE P: the P-th percentile in ms
+    sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END {
+        if (NR == 0) { print "n/a"; exit }
+        i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR;
+        printf "%.2f", v[i] / 1e6 }'
+}
+
+echo "clip: $clip"
+echo "decode only:                  $base fps"
+echo "decode+vimsegment+vimoverlay: $with fps"
+echo "ratio:                        $(awk "BEGIN { if ($base > 0) printf \"%.3f\", $with / $base; else print \"n/a\" }")"
+echo "latency added per frame (ms, $(wc -l < "$log.sum") frames): " \
+    "vimsegment p50 $(pct "$log.seg" 50) p99 $(pct "$log.seg" 99);" \
+    "vimoverlay p50 $(pct "$log.ovl" 50) p99 $(pct "$log.ovl" 99);" \
+    "both p50 $(pct "$log.sum" 50) p99 $(pct "$log.sum" 99)"
+rm -f "$log" "$log.seg" "$log.ovl" "$log.sum"
