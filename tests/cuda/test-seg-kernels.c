@@ -322,7 +322,9 @@ main (void)
       whole (1, 1, 7, 5, 0, 1, 1),
       whole (640, 1, 7, 5, 0, 0, 0),
     };
-    c[0].sx = 1; c[0].ox = 0; c[0].sy = 1; c[0].oy = 0;   /* GRID mode: the cells themselves */
+    /* c[0] is GRID mode (scale 1, offset -0.5: the cells themselves); c[5]
+     * samples half way between rows: weights of exactly 0.5 */
+    c[5].sy = 1; c[5].oy = 0;
     test_masks (5, 7, 19, 0, c, 6);
     test_masks (5, 7, 19, 1, c, 6);
   }
