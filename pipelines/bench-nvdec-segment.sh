@@ -21,7 +21,7 @@ shift
 props="$*"
 
 for e in nvh264dec vimsegment vimoverlay; do
-    gst-inspect-1.0 --exists $e || { echo "$0: no $e" >&2; exit 3; }
+    gst-inspect-1.0 $e >/dev/null 2>&1 || { echo "$0: no $e" >&2; exit 3; }
 done
 
 if [ -z "$clip" ]; then
@@ -66,12 +66,12 @@ with=$(best "$decode ! $elements")
 log=$(mktemp "${TMPDIR:-/tmp}/vim-latency.XXXXXX")
 GST_TRACERS="latency(flags=element)" GST_DEBUG="GST_TRACER:7" GST_DEBUG_NO_COLOR=1 \
     gst-launch-1.0 $decode ! $elements ! fakesink sync=false >/dev/null 2>"$log" || true
-times() {  # times NAME: the element's latencies in frame order, one a line
+element_times() {  # element_times NAME: the element's latencies in frame order, one a line
     grep 'element-latency' "$log" | grep "element=(string)$1[,;]" | \
         sed -n 's/.*time=(guint64)\([0-9]*\).*/\1/p'
 }
-times seg > "$log.seg"
-times ovl > "$log.ovl"
+element_times seg > "$log.seg"
+element_times ovl > "$log.ovl"
 paste "$log.seg" "$log.ovl" | awk 'NF == 2 { print $1 + $2 }' > "$log.sum"
 pct() {  # pct FILE P: the P-th percentile in ms
     sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END {

@@ -70,8 +70,8 @@ vim_infer_chain () {
     echo "${chain}vimoverlay $overlay_props"
 }
 
-vim_have () {
-    gst-inspect-1.0 --exists "$1"
+vim_have () {  # (not --exists: it compares the plugin's version with GStreamer's)
+    gst-inspect-1.0 "$1" >/dev/null 2>&1
 }
 
 vim_h264_encoder () {  # the first H.264 encoder found, with settings for a file

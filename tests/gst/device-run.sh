@@ -53,3 +53,14 @@ for prec in fp16 fp32; do
   echo "== nvh264dec ! vimclassify (Vim-Ti 224, random weights, $prec)"
   pipelines/bench-nvdec-classify.sh "$M/vim-ti.safetensors" "$clip" precision=$prec 2>&1 | tee -a "$O/log-gst-bench.txt"
 done
+
+# the segmentation pipelines on the GPU (tests/pipelines cases gpu, bench)
+for c in gpu bench; do
+  VIM_SEG_MODEL=$M/gst-test-seg.safetensors VIM_CLS_MODEL=$M/gst-test.safetensors VIM_PYTHON=python3 \
+    tests/pipelines/test-pipelines.sh $c > "$O/log-pipeline-$c.txt" 2>&1
+  echo "pipeline-$c: rc=$? $(tail -n 1 "$O/log-pipeline-$c.txt")"
+done
+python3 tools/vim-random-model --task segmentation --variant vim_ti --image-size 512 --seed 1 \
+  --dtype F16 -o "$M/vim-seg-512.safetensors" >/dev/null
+echo "== nvh264dec ! vimsegment ! vimoverlay (Vim-Ti seg 512, random weights, fp16)"
+pipelines/bench-nvdec-segment.sh "$clip" "$M/vim-seg-512.safetensors" precision=fp16 2>&1 | tee -a "$O/log-gst-bench-seg.txt"
