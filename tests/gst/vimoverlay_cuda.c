@@ -34,6 +34,33 @@ have (const gchar * factory)
   return f != NULL;
 }
 
+/* Whether cudaupload can give this format in CUDA memory (1.22 lacks some). */
+static gboolean
+cuda_upload_takes (const gchar * format)
+{
+  GstElementFactory *f = gst_element_factory_find ("cudaupload");
+  const GList *l;
+  gboolean ok = FALSE;
+  gchar *str = g_strdup_printf ("video/x-raw(memory:CUDAMemory),format=%s",
+      format);
+  GstCaps *want = gst_caps_from_string (str);
+
+  for (l = gst_element_factory_get_static_pad_templates (f); l; l = l->next) {
+    GstStaticPadTemplate *t = l->data;
+    GstCaps *caps;
+
+    if (t->direction != GST_PAD_SRC)
+      continue;
+    caps = gst_static_caps_get (&t->static_caps);
+    ok = gst_caps_can_intersect (caps, want);
+    gst_caps_unref (caps);
+  }
+  gst_caps_unref (want);
+  g_free (str);
+  gst_object_unref (f);
+  return ok;
+}
+
 /* Attaches a mask that changes with the frame, and a classification, to
  * every buffer entering vimoverlay (after cudaupload, so that the metas
  * don't depend on what the upload keeps). */
@@ -194,6 +221,13 @@ GST_START_TEST (test_cuda_equals_system)
     gboolean cuda_sys, cuda_gpu;
     GList *a, *b, *la, *lb;
 
+    if (!cuda_upload_takes (formats[i])) {
+      g_print ("%s: cudaupload does not output it, skipped\n", formats[i]);
+      g_free (gpu);
+      g_free (sys);
+      g_free (src);
+      continue;
+    }
     a = run (sys, &cuda_sys, &info_sys);
     b = run (gpu, &cuda_gpu, &info_gpu);
     fail_if (cuda_sys);
