@@ -123,6 +123,7 @@ struct _GstVimOverlay
   gboolean cuda_caps;
   CachedImage labels_image;
   CachedImage legend_image;
+  gboolean text_failed;         /* warned once that text can't be rendered */
 
 #ifdef HAVE_GST_CUDA
   GstCudaContext *cuda_ctx;     /* under the object lock for queries */
@@ -452,9 +453,24 @@ static gboolean
 blend_image (GstVimOverlay * self, const VimFrame * frame,
     cairo_surface_t * surface, GstVimOverlayPosition pos, GError ** error)
 {
-  gint w = cairo_image_surface_get_width (surface);
-  gint h = cairo_image_surface_get_height (surface);
-  gint x, y;
+  gint w, h, x, y;
+
+  /* text is decoration: without fonts (a bare host has no fontconfig
+   * setup) the masks are still drawn, with one warning */
+  if (surface == NULL || cairo_surface_status (surface) != CAIRO_STATUS_SUCCESS
+      || cairo_image_surface_get_data (surface) == NULL) {
+    if (!self->text_failed) {
+      self->text_failed = TRUE;
+      GST_ELEMENT_WARNING (self, LIBRARY, FAILED,
+          ("Could not render text; drawing without labels."),
+          ("cairo: %s (are fonts and a fontconfig configuration installed?)",
+              surface ? cairo_status_to_string (cairo_surface_status (surface))
+              : "no surface"));
+    }
+    return TRUE;
+  }
+  w = cairo_image_surface_get_width (surface);
+  h = cairo_image_surface_get_height (surface);
 
   place (pos, frame->width, frame->height, w, h, &x, &y);
   return vim_blend_argb (frame, cairo_image_surface_get_data (surface), w, h,

@@ -58,6 +58,9 @@ def parse_args(argv=None):
     ap.add_argument("--out", required=True, help="checkpoint folder to write")
     ap.add_argument("--resume", help="checkpoint folder to continue from (absent folder: fresh start)")
     ap.add_argument("--init-from", help="model file or checkpoint whose blocks initialise this model")
+    ap.add_argument("--init-all", action="store_true",
+                    help="with --init-from: copy every tensor of matching name and shape (class token, "
+                         "head...), to continue training a finished model on a new schedule")
     ap.add_argument("--export", help="write the better of raw/EMA (on val) as a model file here")
     ap.add_argument("--deadline-s", type=float, default=1e9, help="stop (and save) before this many s since start")
     ap.add_argument("--reserve-s", type=float, default=20.0, help="time kept for the final eval/save/export")
@@ -183,7 +186,7 @@ def build_cfg(args, K, meta):
                               ignore_index=meta.get("ignore_index"))
 
 
-def load_init(model, path, log_fn):
+def load_init(model, path, log_fn, everything=False):
     """Copy matching tensors (blocks; pos_embed resized over the grid) from a model file or checkpoint."""
     if os.path.isdir(path):
         prog, t = ckpt.load(path)
@@ -198,7 +201,7 @@ def load_init(model, path, log_fn):
     with torch.no_grad():
         for k, v in src.items():
             pe_ok = src.get("patch_embed.proj.weight", torch.zeros(0)).shape == own["patch_embed.proj.weight"].shape
-            if k in own and own[k].shape == v.shape and (k.startswith("layers.") or
+            if k in own and own[k].shape == v.shape and (everything or k.startswith("layers.") or
                                                         (pe_ok and k.startswith("patch_embed."))):
                 own[k].copy_(v)
                 n += 1
@@ -293,7 +296,7 @@ def train(argv=None):
     torch.manual_seed(args.seed)
     model = vim_model.VimTrain(cfg, drop_path=args.drop_path).init_weights(args.seed)
     if args.init_from and not prog:
-        load_init(model, args.init_from, lambda m: log(args, m))
+        load_init(model, args.init_from, lambda m: log(args, m), args.init_all)
     model.to(dev)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
