@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""mIoU of the default segmenter on CamVid val through GStreamer against the
+C engine on the original images (suite 'data').
+
+1. tools/train/make_eval_pack.py packs val/images and labels (needs torch: run
+   with the first of $VIM_TORCH_PYTHON, python3 on PATH, this python that
+   imports torch),
+2. tools/train/eval_engine.py: `vim-infer eval-segment` on the pack (image mIoU),
+3. tools/train/eval_gst_seg.py: the H.264 clip of the same 101 frames through
+   `vimsegment mask-size=frame ! vimannotate mask-format=rle` (GStreamer mIoU),
+then asserts GStreamer mIoU >= 0.50 and |GStreamer - image| <= 0.01.
+Exit status 77 (skipped) without ../shared/data, the model, gst-launch-1.0
+or a python with torch. About 4 minutes on 2 CPU cores.
+
+    test_gst_seg_miou.py --vim-infer build/engine/vim-infer --plugin-dir build/gst-plugin
+        --tools tools/train [--model M] [--shared-data DIR] [--device cpu]
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+SKIP = 77
+
+
+def torch_python():
+    cands = [os.environ.get("VIM_TORCH_PYTHON"), shutil.which("python3"), sys.executable]
+    for c in cands:
+        if c and subprocess.run([c, "-c", "import torch, numpy"], capture_output=True).returncode == 0:
+            return c
+    return None
+
+
+def run(cmd):
+    print("+ " + " ".join(cmd), flush=True)
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    sys.stderr.write(p.stderr[-3000:])
+    if p.returncode != 0:
+        sys.stdout.write(p.stdout[-2000:])
+        raise SystemExit(f"failed with {p.returncode}")
+    line = [ln for ln in p.stdout.splitlines() if ln.strip().startswith("{")][-1]
+    print(line, flush=True)
+    return line
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vim-infer", required=True)
+    ap.add_argument("--plugin-dir", required=True)
+    ap.add_argument("--tools", required=True, help="tools/train of the source tree")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--shared-data", default=os.environ.get("VIM_TEST_SHARED_DATA", ""))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--min-miou", type=float, default=0.50)
+    ap.add_argument("--max-diff", type=float, default=0.01)
+    a = ap.parse_args()
+
+    tar = os.path.join(a.shared_data, "camvid-trainval.tar")
+    clip = os.path.join(a.shared_data, "videos", "camvid_0016E5_val_15fps.mp4")
+    for p in (tar, clip, a.model):
+        if not os.path.exists(p):
+            print(f"SKIP: {p} not found")
+            return SKIP
+    if shutil.which("gst-launch-1.0") is None:
+        print("SKIP: no gst-launch-1.0")
+        return SKIP
+    py = torch_python()
+    if py is None:
+        print("SKIP: no python with torch for make_eval_pack.py (set VIM_TORCH_PYTHON)")
+        return SKIP
+
+    with tempfile.TemporaryDirectory(prefix="vim-data-seg-") as td:
+        pack = os.path.join(td, "pack")
+        run([py, os.path.join(a.tools, "make_eval_pack.py"), "--task", "segmentation",
+             "--data", tar, "--out", pack])
+        img_json = os.path.join(td, "engine.json")
+        with open(img_json, "w") as f:
+            f.write(run([py, os.path.join(a.tools, "eval_engine.py"), a.model, "--pack", pack,
+                         "--vim-infer", a.vim_infer, "--device", a.device]) + "\n")
+        gst = json.loads(run([sys.executable, os.path.join(a.tools, "eval_gst_seg.py"),
+                              "--model", a.model, "--clip", clip, "--data", tar,
+                              "--device", a.device, "--gst-plugin-path", a.plugin_dir,
+                              "--compare", img_json]))
+    ok = True
+    if gst["frames"] != 101:
+        print(f"FAIL: the clip gave {gst['frames']} frames, expected 101")
+        ok = False
+    if gst["miou"] < a.min_miou:
+        print(f"FAIL: GStreamer mIoU {gst['miou']:.5f} < {a.min_miou}")
+        ok = False
+    if abs(gst["diff_vs_image"]) > a.max_diff:
+        print(f"FAIL: |GStreamer {gst['miou']:.5f} - image {gst['image_miou']:.5f}| > {a.max_diff}")
+        ok = False
+    print(f"{'OK' if ok else 'FAILED'}: GStreamer mIoU {gst['miou']:.5f}, image mIoU "
+          f"{gst['image_miou']:.5f}, difference {gst['diff_vs_image']:+.5f}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
