@@ -10,7 +10,7 @@
 G_BEGIN_DECLS
 
 /* File names of the models installed with the plugin (in VIM_MODELS_DIR). */
-#define GST_VIM_DEFAULT_CLASSIFICATION_MODEL "vim-ti-classification.safetensors"
+#define GST_VIM_DEFAULT_CLASSIFICATION_MODEL "vim-cifar10-classification.safetensors"
 #define GST_VIM_DEFAULT_SEGMENTATION_MODEL "vim-camvid-segmentation.safetensors"
 
 gchar *gst_vim_model_path_find (const gchar * file_name);

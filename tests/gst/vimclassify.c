@@ -898,13 +898,13 @@ GST_START_TEST (test_default_model)
   /* unset: reads back as the default model's path */
   g_object_get (e, "model-file", &path, NULL);
   fail_unless (path != NULL);
-  fail_unless (g_str_has_suffix (path, "vim-ti-classification.safetensors"),
+  fail_unless (g_str_has_suffix (path, "vim-cifar10-classification.safetensors"),
       "%s", path);
   if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
     /* not installed here: the error says what is missing */
     g_object_set (e, "device", 1, NULL);
     assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
-        "vim-ti-classification.safetensors");
+        "vim-cifar10-classification.safetensors");
   }
   g_free (path);
   gst_object_unref (e);
