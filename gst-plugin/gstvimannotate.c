@@ -434,6 +434,22 @@ add_time (JsonBuilder * b, const gchar * ns_key, const gchar * s_key,
     json_builder_add_null_value (b);
 }
 
+/* What every result object begins with: which model, and how old it is. */
+static void
+add_result_header (JsonBuilder * b, const gchar * model, gboolean fresh,
+    guint age)
+{
+  json_builder_set_member_name (b, "model");
+  if (model)
+    json_builder_add_string_value (b, model);
+  else
+    json_builder_add_null_value (b);
+  json_builder_set_member_name (b, "fresh");
+  json_builder_add_boolean_value (b, fresh);
+  json_builder_set_member_name (b, "age");
+  json_builder_add_int_value (b, age);
+}
+
 static void
 add_classification (JsonBuilder * b, GstVimClassificationMeta * meta)
 {
@@ -445,15 +461,7 @@ add_classification (JsonBuilder * b, GstVimClassificationMeta * meta)
     return;
   }
   json_builder_begin_object (b);
-  json_builder_set_member_name (b, "model");
-  if (meta->model)
-    json_builder_add_string_value (b, meta->model);
-  else
-    json_builder_add_null_value (b);
-  json_builder_set_member_name (b, "fresh");
-  json_builder_add_boolean_value (b, meta->fresh);
-  json_builder_set_member_name (b, "age");
-  json_builder_add_int_value (b, meta->age);
+  add_result_header (b, meta->model, meta->fresh, meta->age);
   json_builder_set_member_name (b, "top_k");
   json_builder_begin_array (b);
   for (i = 0; i < meta->n_results; i++) {
@@ -576,15 +584,7 @@ add_segmentation (GstVimAnnotate * self, JsonBuilder * b,
     return TRUE;
   }
   json_builder_begin_object (b);
-  json_builder_set_member_name (b, "model");
-  if (meta->model)
-    json_builder_add_string_value (b, meta->model);
-  else
-    json_builder_add_null_value (b);
-  json_builder_set_member_name (b, "fresh");
-  json_builder_add_boolean_value (b, meta->fresh);
-  json_builder_set_member_name (b, "age");
-  json_builder_add_int_value (b, meta->age);
+  add_result_header (b, meta->model, meta->fresh, meta->age);
   json_builder_set_member_name (b, "mask_size");
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "width");
