@@ -253,8 +253,8 @@ typedef struct {
  * VIM_MEMORY_CUDA frames the blend runs in a kernel on cuda_stream (a
  * cudaStream_t, NULL = the default stream) in the current context and has
  * finished on return. Supported frame formats: RGB, RGBA, RGBX, BGR, BGRA,
- * BGRX, NV12, I420 (YUV: BT.601 limited range; chroma takes the mask value
- * of the top-left luma pixel of its 2x2 block). */
+ * BGRX, GRAY8 (luma only), NV12, I420 (YUV: BT.601 limited range; chroma
+ * takes the mask value of the top-left luma pixel of its 2x2 block). */
 gboolean vim_blend_mask (const VimFrame *frame, const uint8_t *mask,
     size_t mask_stride, VimMemory mask_memory, const VimMaskGeometry *geometry,
     const VimBlendOptions *options, void *cuda_stream, GError **error);
