@@ -61,6 +61,8 @@ gst-launch-1.0 -v $decode ! identity eos-after=30 ! $elements ! fakesink 2>&1 | 
 
 base=$(best "$decode")
 with=$(best "$decode ! $elements")
+# with a queue: decoding overlaps inference (two streaming threads)
+queued=$(best "$decode ! queue max-size-buffers=4 max-size-bytes=0 max-size-time=0 ! $elements")
 
 # per-frame time inside each element (sink pad in -> src pad out), ns
 log=$(mktemp "${TMPDIR:-/tmp}/vim-latency.XXXXXX")
@@ -84,6 +86,7 @@ echo "clip: $clip"
 echo "decode only:                  $base fps"
 echo "decode+vimsegment+vimoverlay: $with fps"
 echo "ratio:                        $(awk "BEGIN { if ($base > 0) printf \"%.3f\", $with / $base; else print \"n/a\" }")"
+echo "decode+queue+elements:        $queued fps (ratio $(awk "BEGIN { if ($base > 0) printf \"%.3f\", $queued / $base; else print \"n/a\" }"))"
 echo "latency added per frame (ms, $(wc -l < "$log.sum") frames): " \
     "vimsegment p50 $(pct "$log.seg" 50) p99 $(pct "$log.seg" 99);" \
     "vimoverlay p50 $(pct "$log.ovl" 50) p99 $(pct "$log.ovl" 99);" \

@@ -3,7 +3,7 @@
 # memory:CUDAMemory frames go through vimsegment and vimoverlay in place
 # and stay in CUDA memory until the sink (or the hardware encoder):
 #
-#   filesrc ! parsebin ! nvh264dec ! video/x-raw(memory:CUDAMemory) !
+#   filesrc ! parsebin ! nvh264dec ! video/x-raw(memory:CUDAMemory) ! queue !
 #       vimsegment device=cuda ! vimoverlay ! cudadownload ! videoconvert ! autovideosink
 #
 #   pipelines/gpu-segment.sh IN.mp4 [--out OUT.mp4] [options]
@@ -34,5 +34,8 @@ fi
 
 limit=""
 [ "$num_buffers" -ge 0 ] && limit="identity eos-after=$num_buffers ! "
+# the queue lets the decoder (NVDEC) work on the next frames while the
+# elements run on the SMs, instead of one after the other in one thread
 vim_launch "filesrc location=\"$in\" ! parsebin ! nvh264dec ! \
-    \"video/x-raw(memory:CUDAMemory)\" ! $limit$(vim_infer_chain) ! $sink"
+    \"video/x-raw(memory:CUDAMemory)\" ! queue max-size-buffers=4 max-size-bytes=0 \
+    max-size-time=0 ! $limit$(vim_infer_chain) ! $sink"

@@ -75,7 +75,7 @@ dry-run)
     out=$("$P/uri-segment.sh" clip.mp4 $common --dry-run)
     echo "$out" | grep -q "uri=\"file://$PWD/clip.mp4\"" || fail "uri: local path: $out"
     out=$(VIM_CLS_MODEL= "$P/gpu-segment.sh" "$0" --model "$VIM_SEG_MODEL" --out x.mp4 --dry-run)
-    echo "$out" | grep -q 'nvh264dec ! *"video/x-raw(memory:CUDAMemory)" ! vimsegment .* device=cuda ! vimoverlay show-legend=true ! nvh264enc' ||
+    echo "$out" | grep -q 'nvh264dec ! *"video/x-raw(memory:CUDAMemory)" ! queue .* ! vimsegment .* device=cuda ! vimoverlay show-legend=true ! nvh264enc' ||
         fail "gpu: $out"
     out=$("$P/snapshot-overlay.sh" in.mp4 out.png 7 $common --classifier "$VIM_CLS_MODEL" --dry-run)
     echo "$out" | grep -q 'eos-after=9 ! vimsegment .* ! vimclassify .* ! vimoverlay' || fail "snapshot: $out"
