@@ -62,17 +62,6 @@ classify_harness (const gchar * props, GstVideoFormat format, gint width,
   return h;
 }
 
-static GstBuffer *
-frame_at (GstVideoFormat format, gint width, gint height, guint seed, guint i)
-{
-  GstBuffer *buf = vim_test_make_frame (format, width, height, seed);
-
-  GST_BUFFER_PTS (buf) = i * GST_SECOND / 30;
-  GST_BUFFER_DTS (buf) = i * GST_SECOND / 30;
-  GST_BUFFER_DURATION (buf) = GST_SECOND / 30;
-  return buf;
-}
-
 static GstVimClassificationMeta *
 get_meta (GstBuffer * buf)
 {
@@ -135,7 +124,7 @@ GST_START_TEST (test_formats_match_engine)
 
       for (seed = 0; seed < 2; seed++) {
         GstBuffer *out = gst_harness_push_and_pull (h,
-            frame_at (format, w, hgt, seed + 10 * s, seed));
+            vim_test_frame_at (format, w, hgt, seed + 10 * s, seed));
         GstVimClassificationMeta *meta = get_meta (out);
 
         GST_INFO ("%s %dx%d seed %u: top-1 %d (%s) %.4f",
@@ -166,7 +155,7 @@ GST_START_TEST (test_meta_values)
   gboolean fresh;
   guint i, age;
 
-  out = gst_harness_push_and_pull (h, frame_at (GST_VIDEO_FORMAT_RGB, 80, 60,
+  out = gst_harness_push_and_pull (h, vim_test_frame_at (GST_VIDEO_FORMAT_RGB, 80, 60,
           1, 0));
   meta = get_meta (out);
   fail_unless_equals_string (meta->model, MODEL_NAME);
@@ -227,7 +216,7 @@ GST_START_TEST (test_top_k_and_threshold)
   gfloat top, second;
 
   /* top-k above the number of classes: all of them */
-  out = gst_harness_push_and_pull (h, frame_at (GST_VIDEO_FORMAT_RGB, 64, 64,
+  out = gst_harness_push_and_pull (h, vim_test_frame_at (GST_VIDEO_FORMAT_RGB, 64, 64,
           2, 0));
   meta = get_meta (out);
   fail_unless_equals_int (meta->n_results, N_CLASSES);
@@ -237,7 +226,7 @@ GST_START_TEST (test_top_k_and_threshold)
 
   /* a threshold between the best and the second: one class */
   g_object_set (h->element, "top-k", 5, "threshold", (second + top) / 2, NULL);
-  out = gst_harness_push_and_pull (h, frame_at (GST_VIDEO_FORMAT_RGB, 64, 64,
+  out = gst_harness_push_and_pull (h, vim_test_frame_at (GST_VIDEO_FORMAT_RGB, 64, 64,
           2, 1));
   meta = get_meta (out);
   fail_unless_equals_int (meta->n_results, 1);
@@ -246,7 +235,7 @@ GST_START_TEST (test_top_k_and_threshold)
 
   /* above the best: an empty result, still attached, and no ROI */
   g_object_set (h->element, "threshold", MIN (1.0f, top + 0.01f), NULL);
-  out = gst_harness_push_and_pull (h, frame_at (GST_VIDEO_FORMAT_RGB, 64, 64,
+  out = gst_harness_push_and_pull (h, vim_test_frame_at (GST_VIDEO_FORMAT_RGB, 64, 64,
           2, 2));
   meta = get_meta (out);
   fail_unless_equals_int (meta->n_results, 0);
@@ -264,7 +253,7 @@ GST_START_TEST (test_labels_file)
   gchar *props = g_strdup_printf ("labels-file=%s", vim_test_labels_path ());
   GstHarness *h = classify_harness (props, GST_VIDEO_FORMAT_RGB, 64, 64);
   GstBuffer *out = gst_harness_push_and_pull (h,
-      frame_at (GST_VIDEO_FORMAT_RGB, 64, 64, 3, 0));
+      vim_test_frame_at (GST_VIDEO_FORMAT_RGB, 64, 64, 3, 0));
   GstVimClassificationMeta *meta = get_meta (out);
   guint i;
 
@@ -324,7 +313,7 @@ GST_END_TEST;
 GST_START_TEST (test_read_only)
 {
   GstHarness *h = classify_harness (NULL, GST_VIDEO_FORMAT_RGBA, 64, 64);
-  GstBuffer *in = frame_at (GST_VIDEO_FORMAT_RGBA, 64, 64, 4, 0);
+  GstBuffer *in = vim_test_frame_at (GST_VIDEO_FORMAT_RGBA, 64, 64, 4, 0);
   GstBuffer *copy = gst_buffer_copy_deep (in);
   GstBuffer *out;
   GstMapInfo a, b;
@@ -359,7 +348,7 @@ GST_START_TEST (test_interval_stale)
 
   for (i = 0; i < 10; i++) {
     GstBuffer *out = gst_harness_push_and_pull (h,
-        frame_at (GST_VIDEO_FORMAT_BGRx, 64, 64, 100 + i, i));
+        vim_test_frame_at (GST_VIDEO_FORMAT_BGRx, 64, 64, 100 + i, i));
     GstVimClassificationMeta *meta = get_meta (out);
 
     fail_unless_equals_uint64 (meta->frame_number, i);
@@ -382,7 +371,7 @@ GST_START_TEST (test_interval_stale)
   g_object_set (h->element, "inference-interval", 1, NULL);
   for (; i < 13; i++) {
     GstBuffer *out = gst_harness_push_and_pull (h,
-        frame_at (GST_VIDEO_FORMAT_BGRx, 64, 64, 100 + i, i));
+        vim_test_frame_at (GST_VIDEO_FORMAT_BGRx, 64, 64, 100 + i, i));
 
     fail_unless (get_meta (out)->fresh);
     assert_matches_engine (out, GST_VIDEO_FORMAT_BGRx, 64, 64, 1e-6f);
@@ -402,7 +391,7 @@ push_n (GstHarness * h, GstVideoFormat format, guint first, guint n)
   guint i;
 
   for (i = first; i < first + n; i++)
-    fail_unless_equals_int (gst_harness_push (h, frame_at (format, 64, 64,
+    fail_unless_equals_int (gst_harness_push (h, vim_test_frame_at (format, 64, 64,
                 200 + i, i)), GST_FLOW_OK);
 }
 
@@ -656,7 +645,7 @@ GST_START_TEST (test_messages)
       "video/x-raw,format=RGB,width=64,height=64,framerate=30/1");
   for (i = 0; i < 4; i++) {
     GstBuffer *out = gst_harness_push_and_pull (h,
-        frame_at (GST_VIDEO_FORMAT_RGB, 64, 64, 300 + i, i));
+        vim_test_frame_at (GST_VIDEO_FORMAT_RGB, 64, 64, 300 + i, i));
     GstVimClassificationMeta *meta = get_meta (out);
     const GstStructure *s;
     const GValue *labels, *ids, *scores;
@@ -709,7 +698,7 @@ GST_START_TEST (test_messages)
   /* off: no more messages */
   g_object_set (e, "post-messages", FALSE, NULL);
   gst_buffer_unref (gst_harness_push_and_pull (h,
-          frame_at (GST_VIDEO_FORMAT_RGB, 64, 64, 310, 4)));
+          vim_test_frame_at (GST_VIDEO_FORMAT_RGB, 64, 64, 310, 4)));
   fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT) == NULL);
 
   gst_harness_teardown (h);
@@ -765,48 +754,11 @@ GST_END_TEST;
 
 /* ---- errors ------------------------------------------------------------- */
 
-static void
-assert_start_fails (GstElement * e, GQuark domain, gint code,
-    const gchar * in_message)
-{
-  GstBus *bus = vim_test_attach_bus (e);
-  GError *err = NULL;
-  gchar *debug = NULL;
-
-  /* NULL <-> READY needs no model */
-  fail_unless_equals_int (vim_test_set_state (e, GST_STATE_READY, bus, &err,
-          &debug), GST_STATE_CHANGE_SUCCESS);
-  fail_unless (err == NULL);
-  fail_unless_equals_int (vim_test_set_state (e, GST_STATE_NULL, bus, NULL,
-          NULL), GST_STATE_CHANGE_SUCCESS);
-  fail_unless_equals_int (vim_test_set_state (e, GST_STATE_READY, bus, NULL,
-          NULL), GST_STATE_CHANGE_SUCCESS);
-
-  /* the model is loaded at READY -> PAUSED */
-  fail_unless_equals_int (vim_test_set_state (e, GST_STATE_PAUSED, bus, &err,
-          &debug), GST_STATE_CHANGE_FAILURE);
-  fail_unless (err != NULL, "no error posted");
-  GST_INFO ("error: %s (%s)", err->message, debug);
-  fail_unless (err->domain == domain, "domain %s", g_quark_to_string
-      (err->domain));
-  fail_unless_equals_int (err->code, code);
-  if (in_message)
-    fail_unless (strstr (err->message, in_message) != NULL,
-        "\"%s\" does not name \"%s\"", err->message, in_message);
-  g_clear_error (&err);
-  g_free (debug);
-
-  fail_unless_equals_int (vim_test_set_state (e, GST_STATE_NULL, bus, NULL,
-          NULL), GST_STATE_CHANGE_SUCCESS);
-  gst_element_set_bus (e, NULL);
-  gst_object_unref (bus);
-}
-
 GST_START_TEST (test_missing_model)
 {
   GstElement *e = make_classify ("model-file=/nonexistent/dir/missing.safetensors");
 
-  assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
+  vim_test_assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
       "/nonexistent/dir/missing.safetensors");
   gst_object_unref (e);
 }
@@ -846,7 +798,7 @@ GST_START_TEST (test_corrupt_model)
   path = write_temp ("garbage.safetensors", "this is not a model", 19);
   e = make_classify (NULL);
   g_object_set (e, "model-file", path, NULL);
-  assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, path);
+  vim_test_assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, path);
   gst_object_unref (e);
   remove_temp (path);
 
@@ -856,7 +808,7 @@ GST_START_TEST (test_corrupt_model)
   path = write_temp ("truncated.safetensors", contents, size / 2);
   e = make_classify (NULL);
   g_object_set (e, "model-file", path, NULL);
-  assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, path);
+  vim_test_assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, path);
   gst_object_unref (e);
   remove_temp (path);
   g_free (contents);
@@ -871,7 +823,7 @@ GST_START_TEST (test_unreadable_model)
 
   /* exists, but can't be read as a file */
   g_object_set (e, "model-file", dir, NULL);
-  assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_READ, dir);
+  vim_test_assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_READ, dir);
   gst_object_unref (e);
   g_rmdir (dir);
   g_free (dir);
@@ -883,7 +835,7 @@ GST_START_TEST (test_missing_labels_file)
 {
   GstElement *e = make_classify ("labels-file=/nonexistent/labels.txt");
 
-  assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
+  vim_test_assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
       "/nonexistent/labels.txt");
   gst_object_unref (e);
 }
@@ -903,7 +855,7 @@ GST_START_TEST (test_default_model)
   if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
     /* not installed here: the error says what is missing */
     g_object_set (e, "device", 1, NULL);
-    assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
+    vim_test_assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
         "vim-cifar10-classification.safetensors");
   }
   g_free (path);
@@ -928,7 +880,7 @@ GST_START_TEST (test_device)
 
   /* device=cuda without a GPU: a LIBRARY error */
   e = make_classify ("device=cuda");
-  assert_start_fails (e, GST_LIBRARY_ERROR, GST_LIBRARY_ERROR_INIT, "cuda");
+  vim_test_assert_start_fails (e, GST_LIBRARY_ERROR, GST_LIBRARY_ERROR_INIT, "cuda");
   gst_object_unref (e);
 
   /* auto: the CPU, with a warning */

@@ -19,16 +19,6 @@
 
 #define N_FRAMES 12
 
-static gboolean
-have (const gchar * factory)
-{
-  GstElementFactory *f = gst_element_factory_find (factory);
-
-  if (f)
-    gst_object_unref (f);
-  return f != NULL;
-}
-
 typedef struct
 {
   guint frames;
@@ -123,7 +113,7 @@ GST_START_TEST (test_cudaupload)
   static const gchar *formats[] = { "NV12", "I420", "RGBA" };
   guint i;
 
-  if (!have ("cudaupload")) {
+  if (!vim_test_have_element ("cudaupload")) {
     GST_WARNING ("no cudaupload: skipped");
     return;
   }
@@ -155,7 +145,7 @@ GST_START_TEST (test_nvh264dec)
   GError *err = NULL;
   Result r = { 0 };
 
-  if (!have ("nvh264dec") || !have ("openh264enc") || !have ("mp4mux")) {
+  if (!vim_test_have_element ("nvh264dec") || !vim_test_have_element ("openh264enc") || !vim_test_have_element ("mp4mux")) {
     GST_WARNING ("no nvh264dec or openh264enc: skipped");
     return;
   }

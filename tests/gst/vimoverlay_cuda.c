@@ -24,16 +24,6 @@
 
 static const gchar *labels[] = { "void", "road", "car", "sky", "tree" };
 
-static gboolean
-have (const gchar * factory)
-{
-  GstElementFactory *f = gst_element_factory_find (factory);
-
-  if (f)
-    gst_object_unref (f);
-  return f != NULL;
-}
-
 /* Whether cudaupload can give this format in CUDA memory (1.22 lacks some). */
 static gboolean
 cuda_upload_takes (const gchar * format)
@@ -204,7 +194,7 @@ GST_START_TEST (test_cuda_equals_system)
       "classes=road,car,4 font-desc=\"Sans 12\"";
   guint i, f;
 
-  if (!have ("cudaupload") || !have ("cudadownload")) {
+  if (!vim_test_have_element ("cudaupload") || !vim_test_have_element ("cudadownload")) {
     GST_WARNING ("no cudaupload/cudadownload: skipped");
     return;
   }

@@ -115,16 +115,6 @@ run_to_eos (GstElement * pipeline)
   return n_messages;
 }
 
-static gboolean
-have (const gchar * factory)
-{
-  GstElementFactory *f = gst_element_factory_find (factory);
-
-  if (f)
-    gst_object_unref (f);
-  return f != NULL;
-}
-
 /* An MP4 clip of CLIP_FRAMES frames, or NULL when no encoder is there. */
 static gchar *
 make_clip (const gchar * dir)
@@ -134,15 +124,15 @@ make_clip (const gchar * dir)
   GstElement *pipeline;
   GError *err = NULL;
 
-  if (have ("openh264enc"))
+  if (vim_test_have_element ("openh264enc"))
     encoder = "openh264enc ! h264parse";
-  else if (have ("x264enc"))
+  else if (vim_test_have_element ("x264enc"))
     encoder = "x264enc ! h264parse";
-  else if (have ("avenc_mpeg4"))
+  else if (vim_test_have_element ("avenc_mpeg4"))
     encoder = "avenc_mpeg4 ! mpeg4videoparse";
   else
     return NULL;
-  if (!have ("mp4mux") || !have ("videotestsrc"))
+  if (!vim_test_have_element ("mp4mux") || !vim_test_have_element ("videotestsrc"))
     return NULL;
 
   path = g_build_filename (dir, "clip.mp4", NULL);

@@ -87,17 +87,6 @@ segment_harness (const gchar * props, GstVideoFormat format, gint width,
   return h;
 }
 
-static GstBuffer *
-frame_at (GstVideoFormat format, gint width, gint height, guint seed, guint i)
-{
-  GstBuffer *buf = vim_test_make_frame (format, width, height, seed);
-
-  GST_BUFFER_PTS (buf) = i * GST_SECOND / 30;
-  GST_BUFFER_DTS (buf) = i * GST_SECOND / 30;
-  GST_BUFFER_DURATION (buf) = GST_SECOND / 30;
-  return buf;
-}
-
 static GstVimSegmentationMeta *
 get_meta (GstBuffer * buf)
 {
@@ -280,7 +269,7 @@ GST_START_TEST (test_formats_match_engine)
 
       for (seed = 0; seed < 2; seed++) {
         GstBuffer *out = gst_harness_push_and_pull (h,
-            frame_at (format, w, hgt, seed + 10 * s, seed));
+            vim_test_frame_at (format, w, hgt, seed + 10 * s, seed));
         GstVimSegmentationMeta *meta = get_meta (out);
 
         /* grid: the model's token grid over the whole frame */
@@ -325,7 +314,7 @@ GST_START_TEST (test_mask_sizes)
     GstHarness *h = segment_harness (cases[c].props, GST_VIDEO_FORMAT_RGB, 97,
         61);
     GstBuffer *out = gst_harness_push_and_pull (h,
-        frame_at (GST_VIDEO_FORMAT_RGB, 97, 61, 5 + c, 0));
+        vim_test_frame_at (GST_VIDEO_FORMAT_RGB, 97, 61, 5 + c, 0));
     GstVimSegmentationMeta *meta = get_meta (out);
     gboolean conf = strstr (cases[c].props, "confidence") != NULL;
 
@@ -351,7 +340,7 @@ GST_START_TEST (test_meta_values)
   GstHarness *h = segment_harness ("mask-size=frame confidence=true",
       GST_VIDEO_FORMAT_BGRx, 80, 60);
   GstBuffer *out = gst_harness_push_and_pull (h,
-      frame_at (GST_VIDEO_FORMAT_BGRx, 80, 60, 1, 0));
+      vim_test_frame_at (GST_VIDEO_FORMAT_BGRx, 80, 60, 1, 0));
   GstVimSegmentationMeta *meta = get_meta (out);
   GstVideoMeta *vmeta = gst_buffer_get_video_meta (meta->mask);
   GstVideoMeta *cmeta = gst_buffer_get_video_meta (meta->confidence);
@@ -415,7 +404,7 @@ GST_START_TEST (test_crop_rectangle)
   gst_object_unref (e);
   gst_harness_set_src_caps_str (h,
       "video/x-raw,format=I420,width=128,height=64,framerate=30/1");
-  out = gst_harness_push_and_pull (h, frame_at (GST_VIDEO_FORMAT_I420, 128, 64,
+  out = gst_harness_push_and_pull (h, vim_test_frame_at (GST_VIDEO_FORMAT_I420, 128, 64,
           3, 0));
   meta = get_meta (out);
   GST_INFO ("crop rectangle %g,%g %gx%g", meta->x, meta->y, meta->width,
@@ -445,7 +434,7 @@ GST_START_TEST (test_interval_stale)
 
   for (i = 0; i < 8; i++) {
     GstBuffer *out = gst_harness_push_and_pull (h,
-        frame_at (GST_VIDEO_FORMAT_NV12, 64, 48, 100 + i, i));
+        vim_test_frame_at (GST_VIDEO_FORMAT_NV12, 64, 48, 100 + i, i));
     GstVimSegmentationMeta *meta = get_meta (out);
 
     fail_unless_equals_uint64 (meta->frame_number, i);
@@ -487,15 +476,15 @@ GST_START_TEST (test_batch_eos)
 
   /* held until the batch is full */
   for (i = 0; i < 3; i++)
-    fail_unless_equals_int (gst_harness_push (h, frame_at
+    fail_unless_equals_int (gst_harness_push (h, vim_test_frame_at
             (GST_VIDEO_FORMAT_RGBA, 64, 64, 200 + i, i)), GST_FLOW_OK);
   fail_unless_equals_int (gst_harness_buffers_in_queue (h), 0);
-  fail_unless_equals_int (gst_harness_push (h, frame_at (GST_VIDEO_FORMAT_RGBA,
+  fail_unless_equals_int (gst_harness_push (h, vim_test_frame_at (GST_VIDEO_FORMAT_RGBA,
               64, 64, 203, 3)), GST_FLOW_OK);
   fail_unless_equals_int (gst_harness_buffers_in_queue (h), 4);
   /* a partial batch goes out at EOS */
   for (i = 4; i < 6; i++)
-    fail_unless_equals_int (gst_harness_push (h, frame_at
+    fail_unless_equals_int (gst_harness_push (h, vim_test_frame_at
             (GST_VIDEO_FORMAT_RGBA, 64, 64, 200 + i, i)), GST_FLOW_OK);
   fail_unless_equals_int (gst_harness_buffers_in_queue (h), 4);
   fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
@@ -541,7 +530,7 @@ GST_START_TEST (test_messages)
   gst_element_set_bus (h->element, bus);
   for (i = 0; i < 3; i++) {
     GstBuffer *out = gst_harness_push_and_pull (h,
-        frame_at (GST_VIDEO_FORMAT_RGB, 64, 64, 7 + i, i));
+        vim_test_frame_at (GST_VIDEO_FORMAT_RGB, 64, 64, 7 + i, i));
     GstVimSegmentationMeta *meta = get_meta (out);
     GstMessage *msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT);
     const GstStructure *s;
@@ -603,41 +592,11 @@ GST_END_TEST;
 
 /* ---- errors ------------------------------------------------------------- */
 
-static void
-assert_start_fails (GstElement * e, GQuark domain, gint code,
-    const gchar * in_message)
-{
-  GstBus *bus = vim_test_attach_bus (e);
-  GError *err = NULL;
-  gchar *debug = NULL;
-
-  /* NULL <-> READY needs no model */
-  fail_unless_equals_int (vim_test_set_state (e, GST_STATE_READY, bus, &err,
-          &debug), GST_STATE_CHANGE_SUCCESS);
-  fail_unless (err == NULL);
-  fail_unless_equals_int (vim_test_set_state (e, GST_STATE_PAUSED, bus, &err,
-          &debug), GST_STATE_CHANGE_FAILURE);
-  fail_unless (err != NULL, "no error posted");
-  GST_INFO ("error: %s (%s)", err->message, debug);
-  fail_unless (err->domain == domain, "domain %s",
-      g_quark_to_string (err->domain));
-  fail_unless_equals_int (err->code, code);
-  if (in_message)
-    fail_unless (strstr (err->message, in_message) != NULL,
-        "\"%s\" does not name \"%s\"", err->message, in_message);
-  g_clear_error (&err);
-  g_free (debug);
-  fail_unless_equals_int (vim_test_set_state (e, GST_STATE_NULL, bus, NULL,
-          NULL), GST_STATE_CHANGE_SUCCESS);
-  gst_element_set_bus (e, NULL);
-  gst_object_unref (bus);
-}
-
 GST_START_TEST (test_missing_model)
 {
   GstElement *e = make_segment ("model-file=/nonexistent/dir/seg.safetensors");
 
-  assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
+  vim_test_assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
       "/nonexistent/dir/seg.safetensors");
   gst_object_unref (e);
 }
@@ -657,14 +616,14 @@ GST_START_TEST (test_corrupt_model)
   fail_unless (g_file_set_contents (path, contents, size / 2, NULL));
   e = make_segment (NULL);
   g_object_set (e, "model-file", path, NULL);
-  assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, path);
+  vim_test_assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, path);
   gst_object_unref (e);
 
   /* garbage */
   fail_unless (g_file_set_contents (path, "not a model", -1, NULL));
   e = make_segment (NULL);
   g_object_set (e, "model-file", path, NULL);
-  assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, path);
+  vim_test_assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, path);
   gst_object_unref (e);
 
   g_unlink (path);
@@ -682,14 +641,14 @@ GST_START_TEST (test_wrong_task)
   GstElement *e = make_segment (NULL);
 
   g_object_set (e, "model-file", vim_test_model_path (), NULL);
-  assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+  vim_test_assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
       "is a classification model; vimsegment");
   gst_object_unref (e);
 
   e = gst_element_factory_make ("vimclassify", NULL);
   fail_unless (e != NULL);
   g_object_set (e, "model-file", seg_model_path (), "device", 1, NULL);
-  assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+  vim_test_assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
       "is a segmentation model; vimclassify");
   gst_object_unref (e);
 }
@@ -708,7 +667,7 @@ GST_START_TEST (test_bad_mask_size)
 
     g_object_set (e, "mask-size", bad[i], NULL);
     GST_INFO ("mask-size \"%s\"", bad[i]);
-    assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+    vim_test_assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
         "mask-size");
     gst_object_unref (e);
   }
@@ -731,7 +690,7 @@ GST_START_TEST (test_default_model)
   fail_unless (!confidence);
   if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
     g_object_set (e, "device", 1, NULL);
-    assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
+    vim_test_assert_start_fails (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
         "vim-camvid-segmentation.safetensors");
   }
   g_free (path);

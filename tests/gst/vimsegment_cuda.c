@@ -21,16 +21,6 @@
 #define WIDTH 320
 #define HEIGHT 240
 
-static gboolean
-have (const gchar * factory)
-{
-  GstElementFactory *f = gst_element_factory_find (factory);
-
-  if (f)
-    gst_object_unref (f);
-  return f != NULL;
-}
-
 typedef struct
 {
   GPtrArray *masks;             /* the mask buffers, in frame order */
@@ -148,7 +138,7 @@ GST_START_TEST (test_cudaupload_matches_cpu)
   guint i;
 
   fail_unless (model != NULL, "VIM_TEST_SEG_MODEL is not set");
-  if (!have ("cudaupload")) {
+  if (!vim_test_have_element ("cudaupload")) {
     GST_WARNING ("no cudaupload: skipped");
     g_print ("no cudaupload: skipped\n");
     return;

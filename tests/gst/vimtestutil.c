@@ -2,6 +2,7 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#include <string.h>
 #include <gst/check/gstcheck.h>
 
 #include "vimtestutil.h"
@@ -197,4 +198,63 @@ vim_test_set_state (GstElement * element, GstState state, GstBus * bus,
     gst_message_unref (msg);
   }
   return ret;
+}
+
+gboolean
+vim_test_have_element (const gchar * factory)
+{
+  GstElementFactory *f = gst_element_factory_find (factory);
+
+  if (f)
+    gst_object_unref (f);
+  return f != NULL;
+}
+
+GstBuffer *
+vim_test_frame_at (GstVideoFormat format, gint width, gint height,
+    guint seed, guint i)
+{
+  GstBuffer *buf = vim_test_make_frame (format, width, height, seed);
+
+  GST_BUFFER_PTS (buf) = i * GST_SECOND / 30;
+  GST_BUFFER_DTS (buf) = i * GST_SECOND / 30;
+  GST_BUFFER_DURATION (buf) = GST_SECOND / 30;
+  return buf;
+}
+
+void
+vim_test_assert_start_fails (GstElement * e, GQuark domain, gint code,
+    const gchar * in_message)
+{
+  GstBus *bus = vim_test_attach_bus (e);
+  GError *err = NULL;
+  gchar *debug = NULL;
+
+  /* NULL <-> READY needs no model */
+  fail_unless_equals_int (vim_test_set_state (e, GST_STATE_READY, bus, &err,
+          &debug), GST_STATE_CHANGE_SUCCESS);
+  fail_unless (err == NULL);
+  fail_unless_equals_int (vim_test_set_state (e, GST_STATE_NULL, bus, NULL,
+          NULL), GST_STATE_CHANGE_SUCCESS);
+  fail_unless_equals_int (vim_test_set_state (e, GST_STATE_READY, bus, NULL,
+          NULL), GST_STATE_CHANGE_SUCCESS);
+
+  /* the model is loaded at READY -> PAUSED */
+  fail_unless_equals_int (vim_test_set_state (e, GST_STATE_PAUSED, bus, &err,
+          &debug), GST_STATE_CHANGE_FAILURE);
+  fail_unless (err != NULL, "no error posted");
+  GST_INFO ("error: %s (%s)", err->message, debug);
+  fail_unless (err->domain == domain, "domain %s", g_quark_to_string
+      (err->domain));
+  fail_unless_equals_int (err->code, code);
+  if (in_message)
+    fail_unless (strstr (err->message, in_message) != NULL,
+        "\"%s\" does not name \"%s\"", err->message, in_message);
+  g_clear_error (&err);
+  g_free (debug);
+
+  fail_unless_equals_int (vim_test_set_state (e, GST_STATE_NULL, bus, NULL,
+          NULL), GST_STATE_CHANGE_SUCCESS);
+  gst_element_set_bus (e, NULL);
+  gst_object_unref (bus);
 }

@@ -33,6 +33,19 @@ GstBus *vim_test_attach_bus (GstElement * element);
 GstStateChangeReturn vim_test_set_state (GstElement * element, GstState state,
     GstBus * bus, GError ** error, gchar ** debug);
 
+/* Whether an element factory of that name is registered. */
+gboolean vim_test_have_element (const gchar * factory);
+
+/* vim_test_make_frame() as frame @i of a 30 fps stream (pts, dts, duration). */
+GstBuffer *vim_test_frame_at (GstVideoFormat format, gint width, gint height,
+    guint seed, guint i);
+
+/* NULL -> READY -> NULL -> READY must succeed (no model needed), then
+ * READY -> PAUSED must fail with an error of @domain/@code whose message
+ * contains @in_message (unless NULL); the element ends in NULL. */
+void vim_test_assert_start_fails (GstElement * e, GQuark domain, gint code,
+    const gchar * in_message);
+
 G_END_DECLS
 
 #endif /* __VIM_TEST_UTIL_H__ */
