@@ -32,6 +32,7 @@
 #include "vim-build-config.h"
 #include "gstvimbaseinference.h"
 #include "gstvimframe.h"
+#include "gstvimcudacontext.h"
 #include "gstvimmodelpath.h"
 
 #ifdef HAVE_GST_CUDA
@@ -974,16 +975,8 @@ gst_vim_base_inference_query (GstBaseTransform * trans,
   switch (GST_QUERY_TYPE (query)) {
     case GST_QUERY_CONTEXT:{
 #ifdef HAVE_GST_CUDA
-      GstCudaContext *ctx = NULL;
-      gboolean ret;
-
-      GST_OBJECT_LOCK (self);
-      if (self->priv->cuda_ctx)
-        ctx = gst_object_ref (self->priv->cuda_ctx);
-      GST_OBJECT_UNLOCK (self);
-      ret = gst_cuda_handle_context_query (GST_ELEMENT (self), query, ctx);
-      gst_clear_object (&ctx);
-      if (ret)
+      if (gst_vim_cuda_context_query (GST_ELEMENT (self), query,
+              &self->priv->cuda_ctx))
         return TRUE;
 #endif
       break;

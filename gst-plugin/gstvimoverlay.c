@@ -52,6 +52,7 @@
 #include "gstvimoverlay.h"
 #include "gstvimelements.h"
 #include "gstvimframe.h"
+#include "gstvimcudacontext.h"
 
 #ifdef HAVE_GST_CUDA
 #include <gst/cuda/gstcudacontext.h>
@@ -745,19 +746,9 @@ gst_vim_overlay_query (GstBaseTransform * trans, GstPadDirection direction,
 #ifdef HAVE_GST_CUDA
   GstVimOverlay *self = GST_VIM_OVERLAY (trans);
 
-  if (GST_QUERY_TYPE (query) == GST_QUERY_CONTEXT) {
-    GstCudaContext *ctx = NULL;
-    gboolean ret;
-
-    GST_OBJECT_LOCK (self);
-    if (self->cuda_ctx)
-      ctx = gst_object_ref (self->cuda_ctx);
-    GST_OBJECT_UNLOCK (self);
-    ret = gst_cuda_handle_context_query (GST_ELEMENT (self), query, ctx);
-    gst_clear_object (&ctx);
-    if (ret)
-      return TRUE;
-  }
+  if (GST_QUERY_TYPE (query) == GST_QUERY_CONTEXT &&
+      gst_vim_cuda_context_query (GST_ELEMENT (self), query, &self->cuda_ctx))
+    return TRUE;
 #endif
   return GST_BASE_TRANSFORM_CLASS (parent_class)->query (trans, direction,
       query);
