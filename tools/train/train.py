@@ -209,13 +209,20 @@ def load_init(model, path, log_fn, everything=False):
             pe = src["pos_embed"][0]
             m = pe.shape[0]
             g = int(round(math.sqrt(m)))
-            if g * g != m:            # drop a middle class token
+            cls_pe = None
+            if g * g != m:            # set a middle class token's position aside
                 g = int(round(math.sqrt(m - 1)))
+                cls_pe = pe[(m - 1) // 2:(m - 1) // 2 + 1]
                 pe = torch.cat([pe[:(m - 1) // 2], pe[(m - 1) // 2 + 1:]])
             gh, gw = model.cfg["grid"]
             pe = pe.reshape(g, g, -1).permute(2, 0, 1)[None]
             pe = F.interpolate(pe, size=(gh, gw), mode="bicubic", align_corners=False)
-            own["pos_embed"].copy_(pe[0].permute(1, 2, 0).reshape(1, gh * gw, -1))
+            pe = pe[0].permute(1, 2, 0).reshape(gh * gw, -1)
+            if own["pos_embed"].shape[1] == gh * gw + 1:   # this model has one: put it back in the middle
+                p = model.cls_index
+                mid = cls_pe if cls_pe is not None else own["pos_embed"][0, p:p + 1]
+                pe = torch.cat([pe[:p], mid, pe[p:]])
+            own["pos_embed"].copy_(pe[None])
             n += 1
     log_fn(f"init-from {path}: {n} tensors")
 
