@@ -6,6 +6,12 @@
 #
 #   pipelines/bench-nvdec-segment.sh [CLIP.mp4] MODEL [extra vimsegment properties]
 #
+# OVERLAY_PROPS adds vimoverlay properties (for example show-legend=true).
+# Four pipelines: decode only; decoder ! vimsegment ! vimoverlay in one
+# streaming thread; with a queue after the decoder; and with queues after the
+# decoder and after vimsegment. Latencies are taken in the one-thread and in
+# the three-thread pipeline.
+#
 # Without CLIP (empty string or a model file as first argument) a 1080p30
 # H.264 clip of 900 frames is encoded first (nvh264enc, else openh264enc).
 # Each fps pipeline runs 3 times, the best run counts. Needs
@@ -36,7 +42,13 @@ if [ -z "$clip" ]; then
 fi
 
 decode="filesrc location=$clip ! parsebin ! nvh264dec"
-elements="vimsegment name=seg model-file=$model device=cuda $props ! vimoverlay name=ovl show-legend=true"
+seg="vimsegment name=seg model-file=$model device=cuda $props"
+ovl="vimoverlay name=ovl ${OVERLAY_PROPS:-}"
+elements="$seg ! $ovl"
+queue="queue max-size-buffers=4 max-size-bytes=0 max-size-time=0"
+# with a queue after the decoder and one between the elements, decoding,
+# inference and blending run in three streaming threads at once
+threaded="$queue ! $seg ! $queue ! $ovl"
 
 # average fps of one run, as fpsdisplaysink measures it (process start-up,
 # model loading and CUDA initialisation excluded)
@@ -62,33 +74,42 @@ gst-launch-1.0 -v $decode ! identity eos-after=30 ! $elements ! fakesink 2>&1 | 
 base=$(best "$decode")
 with=$(best "$decode ! $elements")
 # with a queue: decoding overlaps inference (two streaming threads)
-queued=$(best "$decode ! queue max-size-buffers=4 max-size-bytes=0 max-size-time=0 ! $elements")
+queued=$(best "$decode ! $queue ! $elements")
+pipelined=$(best "$decode ! $threaded")
 
 # per-frame time inside each element (sink pad in -> src pad out), ns
 log=$(mktemp "${TMPDIR:-/tmp}/vim-latency.XXXXXX")
-GST_TRACERS="latency(flags=element)" GST_DEBUG="GST_TRACER:7" GST_DEBUG_NO_COLOR=1 \
-    gst-launch-1.0 $decode ! $elements ! fakesink sync=false >/dev/null 2>"$log" || true
 element_times() {  # element_times NAME: the element's latencies in frame order, one a line
     grep 'element-latency' "$log" | grep "element=(string)$1[,;]" | \
         sed -n 's/.*time=(guint64)\([0-9]*\).*/\1/p'
 }
-element_times seg > "$log.seg"
-element_times ovl > "$log.ovl"
-paste "$log.seg" "$log.ovl" | awk 'NF == 2 { print $1 + $2 }' > "$log.sum"
 pct() {  # pct FILE P: the P-th percentile in ms
     sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END {
         if (NR == 0) { print "n/a"; exit }
         i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR;
         printf "%.2f", v[i] / 1e6 }'
 }
+latency() {  # latency ELEMENTS: one line of p50/p99 per element and for both
+    GST_TRACERS="latency(flags=element)" GST_DEBUG="GST_TRACER:7" GST_DEBUG_NO_COLOR=1 \
+        gst-launch-1.0 $decode ! $1 ! fakesink sync=false >/dev/null 2>"$log" || true
+    element_times seg > "$log.seg"
+    element_times ovl > "$log.ovl"
+    paste "$log.seg" "$log.ovl" | awk 'NF == 2 { print $1 + $2 }' > "$log.sum"
+    echo "($(wc -l < "$log.sum") frames): " \
+        "vimsegment p50 $(pct "$log.seg" 50) p99 $(pct "$log.seg" 99);" \
+        "vimoverlay p50 $(pct "$log.ovl" 50) p99 $(pct "$log.ovl" 99);" \
+        "both p50 $(pct "$log.sum" 50) p99 $(pct "$log.sum" 99)"
+}
+lat_one=$(latency "$elements")
+lat_threaded=$(latency "$threaded")
 
 echo "clip: $clip"
 echo "decode only:                  $base fps"
 echo "decode+vimsegment+vimoverlay: $with fps"
 echo "ratio:                        $(awk "BEGIN { if ($base > 0) printf \"%.3f\", $with / $base; else print \"n/a\" }")"
-echo "decode+queue+elements:        $queued fps (ratio $(awk "BEGIN { if ($base > 0) printf \"%.3f\", $queued / $base; else print \"n/a\" }"))"
-echo "latency added per frame (ms, $(wc -l < "$log.sum") frames): " \
-    "vimsegment p50 $(pct "$log.seg" 50) p99 $(pct "$log.seg" 99);" \
-    "vimoverlay p50 $(pct "$log.ovl" 50) p99 $(pct "$log.ovl" 99);" \
-    "both p50 $(pct "$log.sum" 50) p99 $(pct "$log.sum" 99)"
+ratio() { awk "BEGIN { if ($base > 0) printf \"%.3f\", $1 / $base; else print \"n/a\" }"; }
+echo "decode+queue+elements:        $queued fps (ratio $(ratio "$queued"))"
+echo "decode+queue+seg+queue+ovl:   $pipelined fps (ratio $(ratio "$pipelined"))"
+echo "latency added per frame (ms), one thread $lat_one"
+echo "latency added per frame (ms), three threads $lat_threaded"
 rm -f "$log" "$log.seg" "$log.ovl" "$log.sum"

@@ -67,7 +67,9 @@ vim_infer_chain () {
     if [ -n "$cls_model" ]; then
         chain="${chain}vimclassify model-file=\"$cls_model\" device=$device top-k=3 ! "
     fi
-    echo "${chain}vimoverlay $overlay_props"
+    # a queue before vimoverlay: inference and drawing run in two threads,
+    # so the next frame's inference overlaps this frame's blending
+    echo "${chain}queue max-size-buffers=4 max-size-bytes=0 max-size-time=0 ! vimoverlay $overlay_props"
 }
 
 vim_have () {  # (not --exists: it compares the plugin's version with GStreamer's)

@@ -67,7 +67,7 @@ case "$case_" in
 dry-run)
     # every script assembles its pipeline without running it
     out=$(VIM_CLS_MODEL= "$P/live-camera-segment.sh" $common --sink fakesink --num-buffers 5 --dry-run 2>/dev/null)
-    echo "$out" | grep -q 'vimsegment model-file=".*" device=cpu ! vimoverlay show-legend=true ! videoconvert ! fakesink' ||
+    echo "$out" | grep -q 'vimsegment model-file=".*" device=cpu ! queue [^!]* ! vimoverlay show-legend=true ! videoconvert ! fakesink' ||
         fail "live-camera: $out"
     out=$("$P/uri-segment.sh" rtsp://camera.example/stream $common --sink fakesink --dry-run)
     echo "$out" | grep -q 'uridecodebin uri="rtsp://camera.example/stream"' || fail "uri: $out"
@@ -75,7 +75,7 @@ dry-run)
     out=$("$P/uri-segment.sh" clip.mp4 $common --dry-run)
     echo "$out" | grep -q "uri=\"file://$PWD/clip.mp4\"" || fail "uri: local path: $out"
     out=$(VIM_CLS_MODEL= "$P/gpu-segment.sh" "$0" --model "$VIM_SEG_MODEL" --out x.mp4 --dry-run)
-    echo "$out" | grep -q 'nvh264dec ! *"video/x-raw(memory:CUDAMemory)" ! queue .* ! vimsegment .* device=cuda ! vimoverlay show-legend=true ! nvh264enc' ||
+    echo "$out" | grep -q 'nvh264dec ! *"video/x-raw(memory:CUDAMemory)" ! queue .* ! vimsegment .* device=cuda ! queue [^!]* ! vimoverlay show-legend=true ! nvh264enc' ||
         fail "gpu: $out"
     out=$("$P/snapshot-overlay.sh" in.mp4 out.png 7 $common --classifier "$VIM_CLS_MODEL" --dry-run)
     echo "$out" | grep -q 'eos-after=9 ! vimsegment .* ! vimclassify .* ! vimoverlay' || fail "snapshot: $out"
