@@ -44,11 +44,12 @@
  *     vimsegment model-file=seg.safetensors post-messages=true ! fakesink
  * ]| prints how much of every frame each class takes.
  * |[
- * gst-launch-1.0 filesrc location=in.mp4 ! qtdemux ! h264parse ! nvh264dec ! \
+ * gst-launch-1.0 filesrc location=in.mp4 ! qtdemux ! h264parse ! nvh264dec ! queue ! \
  *     vimsegment device=cuda precision=fp16 mask-size=frame inference-interval=2 ! \
- *     vimoverlay ! cudadownload ! videoconvert ! autovideosink
+ *     queue ! vimoverlay ! cudadownload ! videoconvert ! autovideosink
  * ]| segments decoded frames on the GPU, every second frame, with one mask
- * pixel per frame pixel.
+ * pixel per frame pixel; the queues let decoding, inference and drawing
+ * overlap.
  *
  * Since: 0.1
  */
