@@ -443,7 +443,10 @@ vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
    * to 8 lanes (16 measured slower at batch 1). Chunks and the extra lanes
    * are only added while the launch still fits one wave: a second, partly
    * filled wave costs a whole chunk's time again (Vim-Ti 512 batch 1 on an
-   * H100: 4 lanes x 16 chunks 1.14 ms a forward, 8 x 16 1.48 ms). */
+   * H100: 4 lanes x 16 chunks 1.14 ms a forward, 8 x 16 1.48 ms). Very
+   * long chains still gain from more chunks than one wave holds (Vim-Ti 1248,
+   * 6085 steps, batch 8: 4 x 32 29.2 ms, this rule's 4 x 4 33.3 ms), which
+   * this rule does not capture yet. */
   const int64_t target = (int64_t) sm_count () * 512;
   const int64_t chains = (int64_t) nseq * 2 * E;
   int G = lanes > 0 ? lanes : 1;
