@@ -103,12 +103,51 @@ def check_seg(td):
     assert e < 1e-5
 
 
+def check_augment():
+    """RandAugment and random erasing: deterministic under a seed, finite,
+    every operation changes images at magnitude 9 and keeps them in [0, 1],
+    magnitude 0 leaves 8-bit images unchanged (but autocontrast, which has no
+    magnitude), erasing zeroes one rectangle."""
+    import data
+    u8 = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    lab = torch.arange(32) % 10
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        outs.append(data.augment_cifar(u8, lab, 10, data.CIFAR_MEAN, data.CIFAR_STD, pad=2,
+                                       randaug_n=2, randaug_m=9, erase_prob=1.0, mix_prob=0.5)[0])
+    assert torch.equal(outs[0], outs[1]), "augmentation not reproducible under a seed"
+    assert torch.isfinite(outs[0]).all()
+    x = u8.float() / 255.0
+    graded = [o for o in data.RANDAUG_OPS if o != "autocontrast"]   # autocontrast has no magnitude
+    assert torch.allclose(data.rand_augment(x, 3, 0, ops=graded), x, atol=1e-6), \
+        "magnitude 0 changed an 8-bit image"
+    for name in data.RANDAUG_OPS:
+        y = data.rand_augment(x, 1, 9, ops=(name,))
+        assert y.shape == x.shape and float(y.min()) >= 0.0 and float(y.max()) <= 1.0, name
+        if name != "identity":
+            assert float((y - x).abs().mean()) > 1e-4, f"{name} left the batch unchanged"
+    e = data.random_erase(torch.ones(16, 3, 16, 16), 1.0)
+    holes = (e == 0).all(1)                                   # (B, H, W)
+    n = holes.flatten(1).sum(1)
+    assert bool((n >= 1).all()), "a sample without an erased rectangle"
+    for b in range(16):                                       # one axis-aligned rectangle
+        ys, xs = torch.nonzero(holes[b], as_tuple=True)
+        assert int(n[b]) == (int(ys.max()) - int(ys.min()) + 1) * (int(xs.max()) - int(xs.min()) + 1)
+    assert torch.equal(data.random_erase(e, 0.0), e)
+    print(f"augment: RandAugment {len(data.RANDAUG_OPS)} ops, erasing {int(n.min())}-{int(n.max())} px: ok")
+
+
 def main():
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as td:
         ck = check_loss_and_resume(td)
         check_export_cls(ck, td)
         check_seg(td)
+        check_augment()
+        losses = train.train(CLS + ["--out", os.path.join(td, "ra"), "--max-steps", "3",
+                                    "--randaug-n", "2", "--randaug-m", "9", "--erase-prob", "0.5"])["losses"]
+        assert len(losses) == 3 and all(np.isfinite(losses)), losses
     print("PASS")
 
 

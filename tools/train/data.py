@@ -142,10 +142,109 @@ def _color_jitter(x, strength):
     return x.clamp(0.0, 1.0)
 
 
+RANDAUG_OPS = ("identity", "brightness", "contrast", "color", "sharpness", "posterize",
+               "solarize", "autocontrast", "rotate", "shear_x", "shear_y", "translate_x",
+               "translate_y")
+
+
+def _gray(x):
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+
+
+def rand_augment(x, n_ops, magnitude, ops=RANDAUG_OPS):
+    """RandAugment on a batch (Cubuk et al. 2019), per sample: n_ops operations
+    drawn uniformly from `ops` (names of RANDAUG_OPS), each at `magnitude`
+    (0-10) with a random sign where it has one. x float (B,3,H,W) in [0,1];
+    the geometric ones are combined into one affine warp (bilinear, zero fill)."""
+    if n_ops <= 0:
+        return x
+    B, _, H, W = x.shape
+    dev = x.device
+    m = float(magnitude) / 10.0
+    ops = tuple(ops)
+    pick = torch.randint(0, len(ops), (B, n_ops), device=dev)
+
+    def chosen(name):
+        if name not in ops:
+            return torch.zeros(B, 1, 1, 1, dtype=torch.bool, device=dev)
+        return (pick == ops.index(name)).any(1).view(B, 1, 1, 1)
+
+    def sign():
+        return torch.where(torch.rand(B, 1, 1, 1, device=dev) < 0.5, -1.0, 1.0)
+
+    def blend(a, b, f):  # b + f (a - b), f per sample
+        return (b + f * (a - b)).clamp(0.0, 1.0)
+
+    f = 1.0 + 0.9 * m * sign()
+    x = torch.where(chosen("brightness"), blend(x, torch.zeros_like(x), f), x)
+    f = 1.0 + 0.9 * m * sign()
+    x = torch.where(chosen("contrast"), blend(x, _gray(x).mean(dim=(2, 3), keepdim=True), f), x)
+    f = 1.0 + 0.9 * m * sign()
+    x = torch.where(chosen("color"), blend(x, _gray(x).expand_as(x), f), x)
+    k = torch.tensor([[1., 1., 1.], [1., 5., 1.], [1., 1., 1.]], device=dev) / 13.0
+    smooth = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k.expand(3, 1, 3, 3), groups=3)
+    f = 1.0 + 0.9 * m * sign()
+    x = torch.where(chosen("sharpness"), blend(x, smooth, f), x)
+    step = 2.0 ** int(round(4 * m))          # keep 8 - 4m bits
+    x = torch.where(chosen("posterize"), torch.floor(torch.round(x * 255.0) / step) * step / 255.0, x)
+    x = torch.where(chosen("solarize") & (x * 255.0 >= 256.0 * (1.0 - m)), 1.0 - x, x)
+    lo = x.amin(dim=(2, 3), keepdim=True)
+    hi = x.amax(dim=(2, 3), keepdim=True)
+    auto = torch.where(hi > lo, (x - lo) / (hi - lo).clamp_min(1e-6), x)
+    x = torch.where(chosen("autocontrast"), auto, x)
+
+    # geometric: one affine map per sample in normalised coordinates
+    one = lambda name: chosen(name).view(B).float()  # noqa: E731
+    s1 = lambda: sign().view(B)  # noqa: E731
+    ang = one("rotate") * s1() * math.radians(30.0) * m
+    shx = one("shear_x") * s1() * 0.3 * m
+    shy = one("shear_y") * s1() * 0.3 * m
+    tx = one("translate_x") * s1() * 0.3 * m * 2.0   # 0.3 of the width, normalised units
+    ty = one("translate_y") * s1() * 0.3 * m * 2.0
+    c, sn = torch.cos(ang), torch.sin(ang)
+    theta = torch.zeros(B, 2, 3, device=dev)
+    theta[:, 0, 0] = c + shx * sn
+    theta[:, 0, 1] = -sn + shx * c
+    theta[:, 1, 0] = sn + shy * c
+    theta[:, 1, 1] = c - shy * sn
+    theta[:, 0, 2] = tx
+    theta[:, 1, 2] = ty
+    geo = (one("rotate") + one("shear_x") + one("shear_y") + one("translate_x") + one("translate_y")) > 0
+    if bool(geo.any()):
+        grid = F.affine_grid(theta[geo], [int(geo.sum()), 3, H, W], align_corners=False)
+        x = x.clone()
+        x[geo] = F.grid_sample(x[geo], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return x
+
+
+def random_erase(x, prob, area=(0.02, 1.0 / 3.0), aspect=(0.3, 3.3)):
+    """Random erasing (Zhong et al. 2020): with probability prob per sample one
+    rectangle of the given area fraction and aspect ratio set to 0 (the mean of
+    normalised data). x (B,C,H,W)."""
+    if prob <= 0:
+        return x
+    B, _, H, W = x.shape
+    dev = x.device
+    a = torch.empty(B, device=dev).uniform_(*area) * H * W
+    r = torch.exp(torch.empty(B, device=dev).uniform_(math.log(aspect[0]), math.log(aspect[1])))
+    h = torch.sqrt(a * r).round().clamp(1, H)
+    w = torch.sqrt(a / r).round().clamp(1, W)
+    y0 = (torch.rand(B, device=dev) * (H - h + 1)).floor()
+    x0 = (torch.rand(B, device=dev) * (W - w + 1)).floor()
+    on = torch.rand(B, device=dev) < prob
+    ys = torch.arange(H, device=dev).view(1, H, 1)
+    xs = torch.arange(W, device=dev).view(1, 1, W)
+    box = ((ys >= y0.view(B, 1, 1)) & (ys < (y0 + h).view(B, 1, 1)) &
+           (xs >= x0.view(B, 1, 1)) & (xs < (x0 + w).view(B, 1, 1)) & on.view(B, 1, 1))
+    return x.masked_fill(box.unsqueeze(1), 0.0)
+
+
 def augment_cifar(imgs_u8, labels, num_classes, mean, std, pad=4, jitter=0.2, mix_prob=0.5,
-                  smoothing=0.1):
-    """GPU batch augmentation: random crop (zero pad), flip, colour jitter, then
-    (with probability mix_prob for the batch) CutMix or MixUp. Returns (x, soft targets)."""
+                  smoothing=0.1, randaug_n=0, randaug_m=9.0, erase_prob=0.0):
+    """GPU batch augmentation: random crop (zero pad), flip, RandAugment
+    (randaug_n ops at magnitude randaug_m; 0 ops: off), colour jitter,
+    normalisation, random erasing (erase_prob), then (with probability
+    mix_prob for the batch) CutMix or MixUp. Returns (x, soft targets)."""
     B, C, H, W = imgs_u8.shape
     dev = imgs_u8.device
     x = imgs_u8.float() / 255.0
@@ -158,8 +257,10 @@ def augment_cifar(imgs_u8, labels, num_classes, mean, std, pad=4, jitter=0.2, mi
     cols = ox[:, None] + torch.where(flip[:, None], W - 1 - ar, ar)          # (B, W)
     bi = torch.arange(B, device=dev)[:, None, None]
     x = xp.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    x = rand_augment(x, randaug_n, randaug_m)
     x = _color_jitter(x, jitter)
     x = normalize(x, mean, std)
+    x = random_erase(x, erase_prob)
     t = F.one_hot(labels, num_classes).float() * (1.0 - smoothing) + smoothing / num_classes
     if mix_prob > 0 and float(torch.rand(())) < mix_prob:
         perm = torch.randperm(B, device=dev)

@@ -43,10 +43,12 @@ import vim_model  # noqa: E402
 DEFAULTS = {
     "classification": dict(image_size="32,32", patch=4, stride=4, batch=1024, lr=2e-3, wd=0.05,
                            epochs=100, warmup_epochs=5, drop_path=0.1, ema_decay=0.999,
-                           eval_every=5, mix_prob=0.5, smoothing=0.1, jitter=0.2),
+                           eval_every=5, mix_prob=0.5, smoothing=0.1, jitter=0.2,
+                           randaug_n=0, randaug_m=9.0, erase_prob=0.0),
     "segmentation": dict(image_size="360,480", patch=8, stride=8, batch=16, lr=1e-3, wd=0.05,
                          epochs=200, warmup_epochs=10, drop_path=0.1, ema_decay=0.999,
-                         eval_every=10, mix_prob=0.0, smoothing=0.0, jitter=0.3),
+                         eval_every=10, mix_prob=0.0, smoothing=0.0, jitter=0.3,
+                         randaug_n=0, randaug_m=9.0, erase_prob=0.0),
 }
 
 
@@ -83,9 +85,10 @@ def parse_args(argv=None):
     ap.add_argument("--seg-layers", help="comma list; default depth/4-1, depth/2-1, 3depth/4-1, depth-1")
     ap.add_argument("--num-classes", type=int, default=0, help="synthetic data only")
     # optimisation
-    for k in ("batch", "epochs", "eval_every"):
+    for k in ("batch", "epochs", "eval_every", "randaug_n"):
         ap.add_argument("--" + k.replace("_", "-"), type=int)
-    for k in ("lr", "wd", "warmup_epochs", "drop_path", "ema_decay", "mix_prob", "smoothing", "jitter"):
+    for k in ("lr", "wd", "warmup_epochs", "drop_path", "ema_decay", "mix_prob", "smoothing", "jitter",
+              "randaug_m", "erase_prob"):
         ap.add_argument("--" + k.replace("_", "-"), type=float)
     ap.add_argument("--class-weight-power", type=float, default=0.5, help="segmentation: (median/freq)^p")
     ap.add_argument("--clip", type=float, default=1.0)
@@ -408,7 +411,9 @@ def train(argv=None):
             idx = perm[i * gb + D.rank * pb: i * gb + (D.rank + 1) * pb]
             if args.task == "classification":
                 x, t = data.augment_cifar(tr_x[idx], tr_y[idx], K, cfg["mean"], cfg["std"],
-                                          jitter=args.jitter, mix_prob=args.mix_prob, smoothing=args.smoothing)
+                                          jitter=args.jitter, mix_prob=args.mix_prob, smoothing=args.smoothing,
+                                          randaug_n=args.randaug_n, randaug_m=args.randaug_m,
+                                          erase_prob=args.erase_prob)
             else:
                 x, t = data.augment_seg(tr_x[idx], tr_y[idx], cfg["image_size"], cfg["mean"], cfg["std"],
                                         jitter=args.jitter)
