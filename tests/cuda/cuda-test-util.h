@@ -2,6 +2,7 @@
 #ifndef VIM_CUDA_TEST_UTIL_H
 #define VIM_CUDA_TEST_UTIL_H
 
+#include <cuda_runtime_api.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +23,27 @@ static int test_failures;
       fprintf (stderr, "\n"); \
     } \
   } while (0)
+
+/* a CUDA runtime call that must succeed: otherwise the test ends with its reason */
+#define CU(x) \
+  do { \
+    cudaError_t e_ = (x); \
+    if (e_ != cudaSuccess) { \
+      fprintf (stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString (e_)); \
+      exit (1); \
+    } \
+  } while (0)
+
+/* a device copy of bytes host bytes (at least one byte allocated) */
+static inline void *
+dev_upload (const void *h, size_t bytes)
+{
+  void *d = NULL;
+  CU (cudaMalloc (&d, bytes ? bytes : 1));
+  if (bytes)
+    CU (cudaMemcpy (d, h, bytes, cudaMemcpyHostToDevice));
+  return d;
+}
 
 /* dtype 0 = f32, 1 = f16, 2 = bf16 (VimkDType values) */
 static inline size_t

@@ -13,22 +13,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cuda-test-util.h"
+#include "cuda-engine-util.h"
 
 static const VimPixelFormat formats[] = {
   VIM_PIXEL_RGB, VIM_PIXEL_RGBA, VIM_PIXEL_RGBX, VIM_PIXEL_BGR, VIM_PIXEL_BGRA,
   VIM_PIXEL_BGRX, VIM_PIXEL_NV12, VIM_PIXEL_I420, VIM_PIXEL_GRAY8,
 };
-
-#define CUDA_OK(expr) \
-  do { \
-    cudaError_t e_ = (expr); \
-    if (e_ != cudaSuccess) { \
-      fprintf (stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, \
-          cudaGetErrorString (e_)); \
-      exit (1); \
-    } \
-  } while (0)
 
 /* The same frame on the host and the device: identical layout (the host
  * copy uses the device pitch), so whole planes compare byte for byte. */
@@ -38,18 +28,6 @@ typedef struct {
   void *dmem[3];
   size_t size[3];
 } TestFrame;
-
-static size_t
-row_bytes (VimPixelFormat f, int w, int p)
-{
-  switch (f) {
-    case VIM_PIXEL_RGB: case VIM_PIXEL_BGR: return (size_t) w * 3;
-    case VIM_PIXEL_GRAY8: return w;
-    case VIM_PIXEL_NV12: return p == 0 ? (size_t) w : (size_t) ((w + 1) / 2) * 2;
-    case VIM_PIXEL_I420: return p == 0 ? (size_t) w : (size_t) (w + 1) / 2;
-    default: return (size_t) w * 4;
-  }
-}
 
 static void
 make_frame (TestFrame *tf, VimPixelFormat fmt, int w, int h, uint64_t *s)
@@ -61,14 +39,14 @@ make_frame (TestFrame *tf, VimPixelFormat fmt, int w, int h, uint64_t *s)
   tf->host.memory = VIM_MEMORY_HOST;
   int np = vim_pixel_format_n_planes (fmt);
   for (int p = 0; p < np; p++) {
-    size_t rb = row_bytes (fmt, w, p), rows = p == 0 ? (size_t) h : (size_t) (h + 1) / 2;
+    size_t rb = tu_row_bytes (fmt, w, p), rows = p == 0 ? (size_t) h : (size_t) (h + 1) / 2;
     size_t pitch;
-    CUDA_OK (cudaMallocPitch (&tf->dmem[p], &pitch, rb, rows));
+    CU (cudaMallocPitch (&tf->dmem[p], &pitch, rb, rows));
     tf->size[p] = pitch * rows;
     tf->hmem[p] = g_malloc (tf->size[p]);
     for (size_t k = 0; k < tf->size[p]; k++)
       tf->hmem[p][k] = (uint8_t) (tu_next (s) >> 56);
-    CUDA_OK (cudaMemcpy (tf->dmem[p], tf->hmem[p], tf->size[p], cudaMemcpyHostToDevice));
+    CU (cudaMemcpy (tf->dmem[p], tf->hmem[p], tf->size[p], cudaMemcpyHostToDevice));
     tf->host.planes[p] = tf->hmem[p];
     tf->host.strides[p] = pitch;
   }
@@ -95,7 +73,7 @@ compare_frame (const TestFrame *tf, const char *what)
   int bad = 0;
   for (int p = 0; p < 3 && tf->dmem[p]; p++) {
     uint8_t *d = g_malloc (tf->size[p]);
-    CUDA_OK (cudaMemcpy (d, tf->dmem[p], tf->size[p], cudaMemcpyDeviceToHost));
+    CU (cudaMemcpy (d, tf->dmem[p], tf->size[p], cudaMemcpyDeviceToHost));
     for (size_t k = 0; k < tf->size[p]; k++)
       if (d[k] != tf->hmem[p][k]) {
         size_t st = tf->host.strides[p];
@@ -131,8 +109,8 @@ make_mask (TestMask *m, int mw, int mh, uint64_t *s)
       uint64_t z = seed + (uint64_t) (y / 2) * 100003 + x / 3;
       m->host[(size_t) y * m->stride + x] = (uint8_t) (tu_next (&z) % 12);
     }
-  CUDA_OK (cudaMallocPitch (&m->dev, &m->dpitch, mw, mh));
-  CUDA_OK (cudaMemcpy2D (m->dev, m->dpitch, m->host, m->stride, mw, mh,
+  CU (cudaMallocPitch (&m->dev, &m->dpitch, mw, mh));
+  CU (cudaMemcpy2D (m->dev, m->dpitch, m->host, m->stride, mw, mh,
           cudaMemcpyHostToDevice));
 }
 
@@ -282,13 +260,13 @@ main (int argc, char **argv)
   }
   uint64_t s = 20240611;
   cudaStream_t stream;
-  CUDA_OK (cudaStreamCreate (&stream));
+  CU (cudaStreamCreate (&stream));
   test_mask (&s, NULL);
   test_mask (&s, stream);
   test_argb (&s, NULL);
   test_argb (&s, stream);
   test_refusals (&s);
-  CUDA_OK (cudaStreamDestroy (stream));
+  CU (cudaStreamDestroy (stream));
   if (test_failures) {
     fprintf (stderr, "%d failures\n", test_failures);
     return 1;

@@ -12,25 +12,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cuda-test-util.h"
+#include "cuda-engine-util.h"
 
 typedef struct {
   VimFrame host, dev;
   guint8 *mem[3];
   void *dmem[3];
 } TestFrame;
-
-static size_t
-row_bytes (VimPixelFormat f, int w, int p)
-{
-  switch (f) {
-    case VIM_PIXEL_RGB: case VIM_PIXEL_BGR: return (size_t) w * 3;
-    case VIM_PIXEL_GRAY8: return w;
-    case VIM_PIXEL_NV12: return p == 0 ? (size_t) w : (size_t) ((w + 1) / 2) * 2;
-    case VIM_PIXEL_I420: return p == 0 ? (size_t) w : (size_t) (w + 1) / 2;
-    default: return (size_t) w * 4;
-  }
-}
 
 static void
 make_frame (TestFrame *tf, VimPixelFormat fmt, int w, int h, uint64_t *s)
@@ -43,7 +31,7 @@ make_frame (TestFrame *tf, VimPixelFormat fmt, int w, int h, uint64_t *s)
   f->memory = VIM_MEMORY_HOST;
   int np = vim_pixel_format_n_planes (fmt);
   for (int p = 0; p < np; p++) {
-    size_t rb = row_bytes (fmt, w, p), rows = p == 0 ? (size_t) h : (size_t) (h + 1) / 2;
+    size_t rb = tu_row_bytes (fmt, w, p), rows = p == 0 ? (size_t) h : (size_t) (h + 1) / 2;
     size_t stride = rb + (tu_next (s) % 3) * 16 + (p == 0 ? 3 : 0);
     /* the last row only as long as it needs to be: reads past it would show */
     size_t bytes = stride * (rows - 1) + rb;

@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "../common/splitmix.h"
-#include "cuda-test-util.h"
+#include "cuda-engine-util.h"
 
 static char *opt_model, *opt_precisions = "fp32,fp16,bf16";
 static int opt_cpu_batch = 2, opt_batch = 0, opt_top1 = 0, opt_seed = 5;
@@ -42,75 +42,23 @@ static GOptionEntry entries[] = {
 static VimModel *model;
 static const VimModelConfig *cfg;
 
-static VimPrecision
-parse_prec (const char *s)
-{
-  return strcmp (s, "fp16") == 0 ? VIM_PRECISION_FP16
-      : strcmp (s, "bf16") == 0 ? VIM_PRECISION_BF16 : VIM_PRECISION_FP32;
-}
-
-static const char *
-prec_name (VimPrecision p)
-{
-  return p == VIM_PRECISION_FP16 ? "fp16" : p == VIM_PRECISION_BF16 ? "bf16" : "fp32";
-}
-
 static double
 prec_tol (VimPrecision p)
 {
   return p == VIM_PRECISION_FP32 ? 1e-4 : 2e-2;
 }
 
-static VimRunner *
-make_runner (VimDevice dev, VimPrecision p)
-{
-  VimRunnerOptions o;
-  vim_runner_options_init (&o);
-  o.device = dev;
-  o.precision = p;
-  GError *err = NULL;
-  VimRunner *r = vim_runner_new (model, &o, &err);
-  if (r == NULL) {
-    fprintf (stderr, "runner (%s %s): %s\n", dev == VIM_DEVICE_CUDA ? "cuda" : "cpu",
-        prec_name (p), err->message);
-    exit (1);
-  }
-  return r;
-}
-
-static size_t
-img_floats (void)
-{
-  return (size_t) 3 * cfg->image_height * cfg->image_width;
-}
-
 static float *
 run (VimRunner *r, const float *in, int n)
 {
-  size_t nl = (size_t) n * cfg->num_classes;
-  float *lg = g_new (float, nl);
-  for (size_t i = 0; i < nl; i++)
-    lg[i] = NAN;
-  GError *err = NULL;
-  if (!vim_runner_forward (r, in, n, lg, &err)) {
-    fprintf (stderr, "forward (batch %d): %s\n", n, err->message);
-    exit (1);
-  }
-  return lg;
+  return tu_forward (r, in, n, (size_t) cfg->num_classes);
 }
 
 /* max|a-b| / max|b| over n rows */
 static double
 rel (const float *a, const float *b, int n)
 {
-  double md = 0, mb = 0;
-  for (size_t i = 0; i < (size_t) n * cfg->num_classes; i++) {
-    if (!isfinite (a[i]))
-      return INFINITY;
-    md = fmax (md, fabs ((double) a[i] - b[i]));
-    mb = fmax (mb, fabs ((double) b[i]));
-  }
-  return md / fmax (mb, 1e-30);
+  return tu_rel_error (a, b, (size_t) n * (size_t) cfg->num_classes);
 }
 
 static int
@@ -129,15 +77,15 @@ check_cpu (VimPrecision *precs, int np)
   int n = opt_cpu_batch;
   if (n <= 0)
     return;
-  float *in = g_new (float, n * img_floats ());
+  float *in = g_new (float, n * tu_image_floats (cfg));
   vim_test_random_input (opt_seed, n, cfg->image_height, cfg->image_width, in);
-  VimRunner *cpu = make_runner (VIM_DEVICE_CPU, VIM_PRECISION_FP32);
+  VimRunner *cpu = tu_make_runner (model, VIM_DEVICE_CPU, VIM_PRECISION_FP32);
   gint64 t0 = g_get_monotonic_time ();
   float *ref = run (cpu, in, n);
   double cpu_s = (g_get_monotonic_time () - t0) / 1e6;
   vim_runner_free (cpu);
   for (int i = 0; i < np; i++) {
-    VimRunner *r = make_runner (VIM_DEVICE_CUDA, precs[i]);
+    VimRunner *r = tu_make_runner (model, VIM_DEVICE_CUDA, precs[i]);
     float *a = run (r, in, n);
     float *b = run (r, in, n);          /* second run: the captured graph */
     double e = rel (a, ref, n), e2 = rel (b, a, n);
@@ -146,9 +94,9 @@ check_cpu (VimPrecision *precs, int np)
       same += argmax (a + (size_t) k * cfg->num_classes) == argmax (ref + (size_t) k * cfg->num_classes);
     printf ("%s %dx%d cuda %s vs cpu, batch %d: rel err %.3g (tol %.0e), top-1 %d/%d, "
         "graph replay vs first run %.3g [cpu %.2f s]\n", cfg->name, cfg->image_height,
-        cfg->image_width, prec_name (precs[i]), n, e, prec_tol (precs[i]), same, n, e2, cpu_s);
-    CHECK (e <= prec_tol (precs[i]), "%s vs CPU: %.3g", prec_name (precs[i]), e);
-    CHECK (e2 <= 1e-6, "%s: replay differs from the first run: %.3g", prec_name (precs[i]), e2);
+        cfg->image_width, tu_precision_name (precs[i]), n, e, prec_tol (precs[i]), same, n, e2, cpu_s);
+    CHECK (e <= prec_tol (precs[i]), "%s vs CPU: %.3g", tu_precision_name (precs[i]), e);
+    CHECK (e2 <= 1e-6, "%s: replay differs from the first run: %.3g", tu_precision_name (precs[i]), e2);
     g_free (a);
     g_free (b);
     vim_runner_free (r);
@@ -163,30 +111,30 @@ check_batch (VimPrecision *precs, int np)
   int n = opt_batch;
   if (n <= 0)
     return;
-  float *in = g_new (float, n * img_floats ());
+  float *in = g_new (float, n * tu_image_floats (cfg));
   vim_test_random_input (opt_seed + 1, n, cfg->image_height, cfg->image_width, in);
   int ncpu = MIN (opt_cpu_batch, n);
   float *ref = NULL;
   if (ncpu > 0) {
-    VimRunner *cpu = make_runner (VIM_DEVICE_CPU, VIM_PRECISION_FP32);
+    VimRunner *cpu = tu_make_runner (model, VIM_DEVICE_CPU, VIM_PRECISION_FP32);
     ref = run (cpu, in, ncpu);
     vim_runner_free (cpu);
   }
   int picks[3] = { 0, n / 2, n - 1 };
   for (int i = 0; i < np; i++) {
-    VimRunner *r = make_runner (VIM_DEVICE_CUDA, precs[i]);
+    VimRunner *r = tu_make_runner (model, VIM_DEVICE_CUDA, precs[i]);
     float *all = run (r, in, n);
     double worst = 0;
     for (int k = 0; k < 3; k++) {
-      float *one = run (r, in + (size_t) picks[k] * img_floats (), 1);
+      float *one = run (r, in + (size_t) picks[k] * tu_image_floats (cfg), 1);
       worst = fmax (worst, rel (all + (size_t) picks[k] * cfg->num_classes, one, 1));
       g_free (one);
     }
     double e = ref ? rel (all, ref, ncpu) : 0;
     printf ("%s %dx%d cuda %s batch %d: vs alone %.3g, first %d vs cpu %.3g\n", cfg->name,
-        cfg->image_height, cfg->image_width, prec_name (precs[i]), n, worst, ncpu, e);
-    CHECK (worst <= prec_tol (precs[i]), "%s batch %d vs alone: %.3g", prec_name (precs[i]), n, worst);
-    CHECK (e <= prec_tol (precs[i]), "%s batch %d vs CPU: %.3g", prec_name (precs[i]), n, e);
+        cfg->image_height, cfg->image_width, tu_precision_name (precs[i]), n, worst, ncpu, e);
+    CHECK (worst <= prec_tol (precs[i]), "%s batch %d vs alone: %.3g", tu_precision_name (precs[i]), n, worst);
+    CHECK (e <= prec_tol (precs[i]), "%s batch %d vs CPU: %.3g", tu_precision_name (precs[i]), n, e);
     g_free (all);
     vim_runner_free (r);
   }
@@ -200,12 +148,12 @@ check_top1 (void)
   int n = opt_top1;
   if (n <= 0)
     return;
-  VimRunner *r32 = make_runner (VIM_DEVICE_CUDA, VIM_PRECISION_FP32);
+  VimRunner *r32 = tu_make_runner (model, VIM_DEVICE_CUDA, VIM_PRECISION_FP32);
   VimPrecision halves[2] = { VIM_PRECISION_FP16, VIM_PRECISION_BF16 };
   const int chunk = 100;
-  float *in = g_new (float, chunk * img_floats ());
+  float *in = g_new (float, chunk * tu_image_floats (cfg));
   for (int h = 0; h < 2; h++) {
-    VimRunner *r = make_runner (VIM_DEVICE_CUDA, halves[h]);
+    VimRunner *r = tu_make_runner (model, VIM_DEVICE_CUDA, halves[h]);
     int same = 0;
     double worst = 0;
     for (int i0 = 0; i0 < n; i0 += chunk) {
@@ -219,9 +167,9 @@ check_top1 (void)
       g_free (got);
     }
     printf ("%s %s vs fp32 on %d inputs: rel err %.3g, top-1 same %d/%d (%.1f%%)\n", cfg->name,
-        prec_name (halves[h]), n, worst, same, n, 100.0 * same / n);
-    CHECK (worst <= 2e-2, "%s: rel err %.3g", prec_name (halves[h]), worst);
-    CHECK (same >= 0.99 * n, "%s: top-1 agrees on %d of %d", prec_name (halves[h]), same, n);
+        tu_precision_name (halves[h]), n, worst, same, n, 100.0 * same / n);
+    CHECK (worst <= 2e-2, "%s: rel err %.3g", tu_precision_name (halves[h]), worst);
+    CHECK (same >= 0.99 * n, "%s: top-1 agrees on %d of %d", tu_precision_name (halves[h]), same, n);
     vim_runner_free (r);
   }
   g_free (in);
@@ -255,9 +203,9 @@ check_classify (VimPrecision *precs, int np)
     dframes[i].memory = VIM_MEMORY_CUDA;
   }
   for (int i = 0; i < np; i++) {
-    VimRunner *r = make_runner (VIM_DEVICE_CUDA, precs[i]);
+    VimRunner *r = tu_make_runner (model, VIM_DEVICE_CUDA, precs[i]);
     GError *err = NULL;
-    float *pre = g_new (float, n * img_floats ());
+    float *pre = g_new (float, n * tu_image_floats (cfg));
     float *lg1 = g_new (float, n * cfg->num_classes), *lg2 = g_new (float, n * cfg->num_classes);
     if (!vim_runner_preprocess (r, frames, n, pre, &err)
         || !vim_runner_classify (r, frames, n, lg1, &err)
@@ -268,16 +216,16 @@ check_classify (VimPrecision *precs, int np)
     float *lg0 = run (r, pre, n);
     double e1 = rel (lg1, lg0, n), e2 = rel (lg2, lg0, n);
     printf ("%s classify %s: host frames vs forward(preprocess) %.3g, device frames %.3g\n",
-        cfg->name, prec_name (precs[i]), e1, e2);
-    CHECK (e1 <= 1e-6 && e2 <= 1e-6, "classify %s: %.3g %.3g", prec_name (precs[i]), e1, e2);
+        cfg->name, tu_precision_name (precs[i]), e1, e2);
+    CHECK (e1 <= 1e-6 && e2 <= 1e-6, "classify %s: %.3g %.3g", tu_precision_name (precs[i]), e1, e2);
     /* a second runner shares the weights */
-    VimRunner *r2 = make_runner (VIM_DEVICE_CUDA, precs[i]);
+    VimRunner *r2 = tu_make_runner (model, VIM_DEVICE_CUDA, precs[i]);
     guint shared = g_slist_length (model->device_weights);
     float *lg3 = run (r2, pre, n);
     CHECK (rel (lg3, lg0, n) <= 1e-6, "second runner differs");
     vim_runner_free (r2);
     g_free (lg3);
-    printf ("%s: %u weight upload(s) for two runners of %s\n", cfg->name, shared, prec_name (precs[i]));
+    printf ("%s: %u weight upload(s) for two runners of %s\n", cfg->name, shared, tu_precision_name (precs[i]));
     CHECK (shared == 1, "two runners of one precision hold %u uploads", shared);
     g_free (pre); g_free (lg0); g_free (lg1); g_free (lg2);
     vim_runner_free (r);
@@ -308,7 +256,7 @@ check_errors (void)
   if (r == NULL)
     return;
   float *lg = g_new (float, cfg->num_classes);
-  float *in = g_new0 (float, img_floats ());
+  float *in = g_new0 (float, tu_image_floats (cfg));
   CHECK (!vim_runner_forward (r, in, 0, lg, &err), "batch 0 accepted");
   g_clear_error (&err);
   VimFrame bad = { .format = VIM_PIXEL_NV12, .width = 64, .height = 48,
@@ -355,7 +303,7 @@ main (int argc, char **argv)
   int np = 0;
   char **names = g_strsplit (opt_precisions, ",", 3);
   for (int i = 0; names[i] && np < 3; i++)
-    precs[np++] = parse_prec (names[i]);
+    precs[np++] = tu_parse_precision (names[i]);
   g_strfreev (names);
 
   check_cpu (precs, np);

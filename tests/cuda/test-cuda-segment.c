@@ -24,20 +24,7 @@
 #include <string.h>
 
 #include "../common/splitmix.h"
-
-#define SKIP_RC 77
-
-static int test_failures;
-
-#define CHECK(cond, ...) \
-  do { \
-    if (!(cond)) { \
-      test_failures++; \
-      fprintf (stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      fprintf (stderr, __VA_ARGS__); \
-      fprintf (stderr, "\n"); \
-    } \
-  } while (0)
+#include "cuda-engine-util.h"
 
 static char *opt_model, *opt_precisions = "fp32,fp16,bf16";
 static int opt_cpu_batch = 2, opt_batch = 0, opt_frames = 3, opt_seed = 9;
@@ -58,69 +45,17 @@ static VimModel *model;
 static const VimModelConfig *cfg;
 static size_t out_size;
 
-static VimPrecision
-parse_prec (const char *s)
-{
-  return strcmp (s, "fp16") == 0 ? VIM_PRECISION_FP16
-      : strcmp (s, "bf16") == 0 ? VIM_PRECISION_BF16 : VIM_PRECISION_FP32;
-}
-
-static const char *
-prec_name (VimPrecision p)
-{
-  return p == VIM_PRECISION_FP16 ? "fp16" : p == VIM_PRECISION_BF16 ? "bf16" : "fp32";
-}
-
-static VimRunner *
-make_runner (VimDevice dev, VimPrecision p)
-{
-  VimRunnerOptions o;
-  vim_runner_options_init (&o);
-  o.device = dev;
-  o.precision = p;
-  GError *err = NULL;
-  VimRunner *r = vim_runner_new (model, &o, &err);
-  if (r == NULL) {
-    fprintf (stderr, "runner (%s %s): %s\n", dev == VIM_DEVICE_CUDA ? "cuda" : "cpu",
-        prec_name (p), err->message);
-    exit (1);
-  }
-  return r;
-}
-
-static size_t
-img_floats (void)
-{
-  return (size_t) 3 * cfg->image_height * cfg->image_width;
-}
-
 static float *
 run (VimRunner *r, const float *in, int n)
 {
-  size_t nl = (size_t) n * out_size;
-  float *lg = g_new (float, nl);
-  for (size_t i = 0; i < nl; i++)
-    lg[i] = NAN;
-  GError *err = NULL;
-  if (!vim_runner_forward (r, in, n, lg, &err)) {
-    fprintf (stderr, "forward (batch %d): %s\n", n, err->message);
-    exit (1);
-  }
-  return lg;
+  return tu_forward (r, in, n, out_size);
 }
 
 /* max|a-b| / max|b| over n images */
 static double
 rel (const float *a, const float *b, int n)
 {
-  double md = 0, mb = 0;
-  for (size_t i = 0; i < (size_t) n * out_size; i++) {
-    if (!isfinite (a[i]))
-      return INFINITY;
-    md = fmax (md, fabs ((double) a[i] - b[i]));
-    mb = fmax (mb, fabs ((double) b[i]));
-  }
-  return md / fmax (mb, 1e-30);
+  return tu_rel_error (a, b, (size_t) n * out_size);
 }
 
 /* Share of grid cells (over n images) where the class argmax agrees. */
@@ -151,15 +86,15 @@ check_logits (VimPrecision *precs, int np)
   int n = opt_cpu_batch;
   if (n <= 0)
     return;
-  float *in = g_new (float, n * img_floats ());
+  float *in = g_new (float, n * tu_image_floats (cfg));
   vim_test_random_input (opt_seed, n, cfg->image_height, cfg->image_width, in);
-  VimRunner *cpu = make_runner (VIM_DEVICE_CPU, VIM_PRECISION_FP32);
+  VimRunner *cpu = tu_make_runner (model, VIM_DEVICE_CPU, VIM_PRECISION_FP32);
   gint64 t0 = g_get_monotonic_time ();
   float *ref = run (cpu, in, n);
   double cpu_s = (g_get_monotonic_time () - t0) / 1e6;
   vim_runner_free (cpu);
   for (int i = 0; i < np; i++) {
-    VimRunner *r = make_runner (VIM_DEVICE_CUDA, precs[i]);
+    VimRunner *r = tu_make_runner (model, VIM_DEVICE_CUDA, precs[i]);
     float *a = run (r, in, n);
     float *b = run (r, in, n);          /* second run: captured graph */
     float *c = run (r, in, n);          /* third: graph replay */
@@ -167,7 +102,7 @@ check_logits (VimPrecision *precs, int np)
     double agree = cell_agreement (a, ref, n);
     printf ("%s %dx%d seg cuda %s vs cpu, batch %d: logits rel err %.3g, argmax agreement "
         "%.4f of %d cells, replay vs first %.3g [cpu %.2f s]\n", cfg->name, cfg->image_height,
-        cfg->image_width, prec_name (precs[i]), n, e, agree, n * cfg->num_patches, e2, cpu_s);
+        cfg->image_width, tu_precision_name (precs[i]), n, e, agree, n * cfg->num_patches, e2, cpu_s);
     if (precs[i] == VIM_PRECISION_FP32)
       CHECK (e <= 1e-4, "fp32 seg logits vs CPU: %.3g", e);
     else {
@@ -177,9 +112,9 @@ check_logits (VimPrecision *precs, int np)
       double min_agree = fmin (0.99, 1.0 - 2.0 / cells);
       CHECK (agree >= min_agree && e <= 0.1,
           "%s seg logits vs CPU: argmax agreement %.4f (need %.4f), rel %.3g",
-          prec_name (precs[i]), agree, min_agree, e);
+          tu_precision_name (precs[i]), agree, min_agree, e);
     }
-    CHECK (e2 <= 1e-6, "%s: replay differs from the first run: %.3g", prec_name (precs[i]), e2);
+    CHECK (e2 <= 1e-6, "%s: replay differs from the first run: %.3g", tu_precision_name (precs[i]), e2);
     g_free (a);
     g_free (b);
     g_free (c);
@@ -195,21 +130,21 @@ check_batch (VimPrecision *precs, int np)
   int n = opt_batch;
   if (n <= 0)
     return;
-  float *in = g_new (float, n * img_floats ());
+  float *in = g_new (float, n * tu_image_floats (cfg));
   vim_test_random_input (opt_seed + 1, n, cfg->image_height, cfg->image_width, in);
   for (int i = 0; i < np; i++) {
-    VimRunner *r = make_runner (VIM_DEVICE_CUDA, precs[i]);
+    VimRunner *r = tu_make_runner (model, VIM_DEVICE_CUDA, precs[i]);
     float *all = run (r, in, n);
     double worst = 0;
     int picks[2] = { 0, n - 1 };
     for (int k = 0; k < 2; k++) {
-      float *one = run (r, in + (size_t) picks[k] * img_floats (), 1);
+      float *one = run (r, in + (size_t) picks[k] * tu_image_floats (cfg), 1);
       worst = fmax (worst, rel (all + (size_t) picks[k] * out_size, one, 1));
       g_free (one);
     }
     double tol = precs[i] == VIM_PRECISION_FP32 ? 1e-4 : 2e-2;
-    printf ("%s seg cuda %s batch %d vs alone: %.3g\n", cfg->name, prec_name (precs[i]), n, worst);
-    CHECK (worst <= tol, "%s batch %d vs alone: %.3g", prec_name (precs[i]), n, worst);
+    printf ("%s seg cuda %s batch %d vs alone: %.3g\n", cfg->name, tu_precision_name (precs[i]), n, worst);
+    CHECK (worst <= tol, "%s batch %d vs alone: %.3g", tu_precision_name (precs[i]), n, worst);
     g_free (all);
     vim_runner_free (r);
   }
@@ -403,7 +338,7 @@ check_segment (VimPrecision *precs, int np)
     { .mode = VIM_MASK_SIZE_FRAME },
   };
   static const char *const mode_names[3] = { "grid", "fixed 301x199", "frame" };
-  VimRunner *cpu = make_runner (VIM_DEVICE_CPU, VIM_PRECISION_FP32);
+  VimRunner *cpu = tu_make_runner (model, VIM_DEVICE_CPU, VIM_PRECISION_FP32);
   for (int s = 0; s < 3; s++) {
     VimMaskGeometry geo[4];
     for (int i = 0; i < n; i++) {
@@ -417,7 +352,7 @@ check_segment (VimPrecision *precs, int np)
     outputs_alloc (&ref, geo, n, VIM_MEMORY_HOST);
     segment_or_die (cpu, host, n, &specs[s], ref.res);
     for (int p = 0; p < np; p++) {
-      VimRunner *r = make_runner (VIM_DEVICE_CUDA, precs[p]);
+      VimRunner *r = tu_make_runner (model, VIM_DEVICE_CUDA, precs[p]);
       double min_equal = precs[p] == VIM_PRECISION_FP32 ? 0.999 : 0.99;
       /* half precision moves probabilities by a few 1/255 steps */
       int conf_tol = precs[p] == VIM_PRECISION_FP32 ? 1 : 8;
@@ -430,10 +365,10 @@ check_segment (VimPrecision *precs, int np)
         segment_or_die (r, host, n, &specs[s], h.res);
         segment_or_die (r, dev, n, &specs[s], d.res);
         char what[128];
-        g_snprintf (what, sizeof what, "%s %s host%s", prec_name (precs[p]), mode_names[s],
+        g_snprintf (what, sizeof what, "%s %s host%s", tu_precision_name (precs[p]), mode_names[s],
             rep ? " (again)" : "");
         compare_masks (what, &ref, &h, n, min_equal, conf_tol);
-        g_snprintf (what, sizeof what, "%s %s device%s", prec_name (precs[p]), mode_names[s],
+        g_snprintf (what, sizeof what, "%s %s device%s", tu_precision_name (precs[p]), mode_names[s],
             rep ? " (again)" : "");
         compare_masks (what, &ref, &d, n, min_equal, conf_tol);
         outputs_free (&h, n);
@@ -458,7 +393,7 @@ check_segment (VimPrecision *precs, int np)
               total++;
             }
         CHECK (same >= min_equal * total, "%s classes only: %zu of %zu equal",
-            prec_name (precs[p]), same, total);
+            tu_precision_name (precs[p]), same, total);
         for (int i = 0; i < n; i++)
           g_free (h.res[i].classes);
       }
@@ -504,7 +439,7 @@ main (int argc, char **argv)
   VimPrecision precs[3];
   int np = 0;
   for (int i = 0; ps[i] && np < 3; i++)
-    precs[np++] = parse_prec (ps[i]);
+    precs[np++] = tu_parse_precision (ps[i]);
   g_strfreev (ps);
 
   check_logits (precs, np);

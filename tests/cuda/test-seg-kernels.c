@@ -11,25 +11,6 @@
 #include "vimk/vimk.h"
 #include "cuda-test-util.h"
 
-#define CU(x) \
-  do { \
-    cudaError_t e_ = (x); \
-    if (e_ != cudaSuccess) { \
-      fprintf (stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString (e_)); \
-      exit (1); \
-    } \
-  } while (0)
-
-static void *
-dev_upload (const void *h, size_t bytes)
-{
-  void *d = NULL;
-  CU (cudaMalloc (&d, bytes ? bytes : 1));
-  if (bytes)
-    CU (cudaMemcpy (d, h, bytes, cudaMemcpyHostToDevice));
-  return d;
-}
-
 static void *
 dev_fill (size_t bytes, int byte)
 {

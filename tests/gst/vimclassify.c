@@ -27,23 +27,11 @@ static GstElement *
 make_classify (const gchar * props)
 {
   GstElement *e = gst_element_factory_make ("vimclassify", NULL);
-  gchar **kv, **p;
 
   fail_unless (e != NULL);
   g_object_set (e, "model-file", vim_test_model_path (), "top-k", TOP_K,
       "device", 1 /* cpu */ , NULL);
-  kv = g_strsplit (props ? props : "", " ", -1);
-  for (p = kv; *p; p++) {
-    gchar **nv;
-
-    if (**p == '\0')
-      continue;
-    nv = g_strsplit (*p, "=", 2);
-    fail_unless (nv[1] != NULL, "bad property %s", *p);
-    gst_util_set_object_arg (G_OBJECT (e), nv[0], nv[1]);
-    g_strfreev (nv);
-  }
-  g_strfreev (kv);
+  vim_test_set_props (e, props);
   return e;
 }
 
@@ -52,13 +40,9 @@ classify_harness (const gchar * props, GstVideoFormat format, gint width,
     gint height)
 {
   GstElement *e = make_classify (props);
-  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
-  gchar *caps = g_strdup_printf ("video/x-raw,format=%s,width=%d,height=%d,"
-      "framerate=30/1", gst_video_format_to_string (format), width, height);
+  GstHarness *h = vim_test_video_harness (e, format, width, height);
 
   gst_object_unref (e);
-  gst_harness_set_src_caps_str (h, caps);
-  g_free (caps);
   return h;
 }
 

@@ -41,24 +41,6 @@ seg_crop_model_path (void)
   return p;
 }
 
-static void
-set_props (GstElement * e, const gchar * props)
-{
-  gchar **kv = g_strsplit (props ? props : "", " ", -1), **p;
-
-  for (p = kv; *p; p++) {
-    gchar **nv;
-
-    if (**p == '\0')
-      continue;
-    nv = g_strsplit (*p, "=", 2);
-    fail_unless (nv[1] != NULL, "bad property %s", *p);
-    gst_util_set_object_arg (G_OBJECT (e), nv[0], nv[1]);
-    g_strfreev (nv);
-  }
-  g_strfreev (kv);
-}
-
 /* vimsegment on the CPU with the test segmenter and "name=value ..." @props. */
 static GstElement *
 make_segment (const gchar * props)
@@ -68,7 +50,7 @@ make_segment (const gchar * props)
   fail_unless (e != NULL);
   g_object_set (e, "model-file", seg_model_path (), "device", 1 /* cpu */ ,
       NULL);
-  set_props (e, props);
+  vim_test_set_props (e, props);
   return e;
 }
 
@@ -77,13 +59,9 @@ segment_harness (const gchar * props, GstVideoFormat format, gint width,
     gint height)
 {
   GstElement *e = make_segment (props);
-  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
-  gchar *caps = g_strdup_printf ("video/x-raw,format=%s,width=%d,height=%d,"
-      "framerate=30/1", gst_video_format_to_string (format), width, height);
+  GstHarness *h = vim_test_video_harness (e, format, width, height);
 
   gst_object_unref (e);
-  gst_harness_set_src_caps_str (h, caps);
-  g_free (caps);
   return h;
 }
 

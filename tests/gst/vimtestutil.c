@@ -258,3 +258,34 @@ vim_test_assert_start_fails (GstElement * e, GQuark domain, gint code,
   gst_element_set_bus (e, NULL);
   gst_object_unref (bus);
 }
+
+void
+vim_test_set_props (GstElement * element, const gchar * props)
+{
+  gchar **kv = g_strsplit (props ? props : "", " ", -1), **p;
+
+  for (p = kv; *p; p++) {
+    gchar **nv;
+
+    if (**p == '\0')
+      continue;
+    nv = g_strsplit (*p, "=", 2);
+    fail_unless (nv[1] != NULL, "bad property %s", *p);
+    gst_util_set_object_arg (G_OBJECT (element), nv[0], nv[1]);
+    g_strfreev (nv);
+  }
+  g_strfreev (kv);
+}
+
+GstHarness *
+vim_test_video_harness (GstElement * element, GstVideoFormat format,
+    gint width, gint height)
+{
+  GstHarness *h = gst_harness_new_with_element (element, "sink", "src");
+  gchar *caps = g_strdup_printf ("video/x-raw,format=%s,width=%d,height=%d,"
+      "framerate=30/1", gst_video_format_to_string (format), width, height);
+
+  gst_harness_set_src_caps_str (h, caps);
+  g_free (caps);
+  return h;
+}

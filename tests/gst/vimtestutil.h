@@ -6,6 +6,7 @@
 #define __VIM_TEST_UTIL_H__
 
 #include <gst/gst.h>
+#include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 #include <vim/vim.h>
 
@@ -45,6 +46,14 @@ GstBuffer *vim_test_frame_at (GstVideoFormat format, gint width, gint height,
  * contains @in_message (unless NULL); the element ends in NULL. */
 void vim_test_assert_start_fails (GstElement * e, GQuark domain, gint code,
     const gchar * in_message);
+
+/* Sets "name=value name=value ..." (@props may be NULL) on @element. */
+void vim_test_set_props (GstElement * element, const gchar * props);
+
+/* A harness around @element (which it refs) with raw video of @format,
+ * @width x @height at 30 fps as the caps it pushes. */
+GstHarness *vim_test_video_harness (GstElement * element,
+    GstVideoFormat format, gint width, gint height);
 
 G_END_DECLS
 
