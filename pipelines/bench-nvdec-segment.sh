@@ -103,11 +103,12 @@ latency() {  # latency ELEMENTS: one line of p50/p99 per element and for both
 lat_one=$(latency "$elements")
 lat_threaded=$(latency "$threaded")
 
+ratio() { awk "BEGIN { if ($base > 0) printf \"%.3f\", $1 / $base; else print \"n/a\" }"; }
+
 echo "clip: $clip"
 echo "decode only:                  $base fps"
 echo "decode+vimsegment+vimoverlay: $with fps"
-echo "ratio:                        $(awk "BEGIN { if ($base > 0) printf \"%.3f\", $with / $base; else print \"n/a\" }")"
-ratio() { awk "BEGIN { if ($base > 0) printf \"%.3f\", $1 / $base; else print \"n/a\" }"; }
+echo "ratio:                        $(ratio "$with")"
 echo "decode+queue+elements:        $queued fps (ratio $(ratio "$queued"))"
 echo "decode+queue+seg+queue+ovl:   $pipelined fps (ratio $(ratio "$pipelined"))"
 echo "latency added per frame (ms), one thread $lat_one"
