@@ -443,10 +443,16 @@ vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
    * to 8 lanes (16 measured slower at batch 1). Chunks and the extra lanes
    * are only added while the launch still fits one wave: a second, partly
    * filled wave costs a whole chunk's time again (Vim-Ti 512 batch 1 on an
-   * H100: 4 lanes x 16 chunks 1.14 ms a forward, 8 x 16 1.48 ms). Very
-   * long chains still gain from more chunks than one wave holds (Vim-Ti 1248,
-   * 6085 steps, batch 8: 4 x 32 29.2 ms, this rule's 4 x 4 33.3 ms), which
-   * this rule does not capture yet. */
+   * H100: 4 lanes x 16 chunks 1.14 ms a forward, 8 x 16 1.48 ms).
+   * Long chains then gain from 2-4 waves of chunks of >= 128 steps, the
+   * latency of one step hidden behind the other resident blocks (H200,
+   * forward fp16, 4 lanes: Vim-Ti 1248 batch 8 in passes of 4, 4 / 8 / 16 /
+   * 32 chunks = 0.7 / 1.5 / 2.9 / 5.8 waves: 32.2 / 32.4 / 27.7 / 28.1 ms;
+   * Vim-Ti 512 batch 8, 2 / 4 / 8 / 16 chunks: 4.70 / 5.02 / 4.54 / 4.72 ms).
+   * Between one and two waves is the worst case, so that is never chosen.
+   * Only where the one-wave plan already chunks: going from 1 chunk to
+   * several adds the summary pass (Vim-Ti 512 batch 32 in passes of 16:
+   * 4 x 1 13.5 ms, 4 x 4 17.7 ms). */
   const int64_t target = (int64_t) sm_count () * 512;
   const int64_t chains = (int64_t) nseq * 2 * E;
   int G = lanes > 0 ? lanes : 1;
@@ -461,6 +467,13 @@ vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
   if (lanes <= 0)
     while (G < 8 && G < N && chains * G * P * 2 <= target)
       G *= 2;
+  if (chunks <= 0 && P > 1 && chains * G * P <= target) {
+    int Q = P;
+    while (Q < 64 && (int64_t) Q * 2 * 128 <= L && chains * G * Q * 2 <= 4 * target)
+      Q *= 2;
+    if (chains * G * Q > 2 * target)
+      P = Q;
+  }
   *lanes_out = G;
   *chunks_out = P;
 }

@@ -58,25 +58,36 @@ rel (const float *a, const float *b, int n)
   return tu_rel_error (a, b, (size_t) n * out_size);
 }
 
-/* Share of grid cells (over n images) where the class argmax agrees. */
+/* Share of grid cells (over n images) where the class argmax of `a` agrees
+ * with the reference's; *beyond_ties also counts as agreeing the cells whose
+ * two classes are a near-tie in the reference (margin <= 2 % of the cell's
+ * logit range): random weights give a few such cells, where any rounding
+ * may flip the winner. */
 static double
-cell_agreement (const float *a, const float *b, int n)
+cell_agreement (const float *a, const float *ref, int n, double *beyond_ties)
 {
   const size_t M = (size_t) cfg->grid_h * cfg->grid_w;
   const int K = cfg->num_classes;
-  size_t same = 0;
+  size_t same = 0, ties = 0;
   for (int i = 0; i < n; i++)
     for (size_t t = 0; t < M; t++) {
-      const float *x = a + i * out_size + t, *y = b + i * out_size + t;
+      const float *x = a + i * out_size + t, *y = ref + i * out_size + t;
       int ba = 0, bb = 0;
+      float lo = y[0], hi = y[0];
       for (int k = 1; k < K; k++) {
         if (x[k * M] > x[ba * M])
           ba = k;
         if (y[k * M] > y[bb * M])
           bb = k;
+        lo = fminf (lo, y[k * M]);
+        hi = fmaxf (hi, y[k * M]);
       }
-      same += ba == bb;
+      if (ba == bb)
+        same++;
+      else if (y[bb * M] - y[ba * M] <= 0.02f * (hi - lo))
+        ties++;
     }
+  *beyond_ties = (double) (same + ties) / ((double) n * M);
   return (double) same / ((double) n * M);
 }
 
@@ -99,21 +110,17 @@ check_logits (VimPrecision *precs, int np)
     float *b = run (r, in, n);          /* second run: captured graph */
     float *c = run (r, in, n);          /* third: graph replay */
     double e = rel (a, ref, n), e2 = fmax (rel (b, a, n), rel (c, a, n));
-    double agree = cell_agreement (a, ref, n);
+    double agree_ties, agree = cell_agreement (a, ref, n, &agree_ties);
     printf ("%s %dx%d seg cuda %s vs cpu, batch %d: logits rel err %.3g, argmax agreement "
-        "%.4f of %d cells, replay vs first %.3g [cpu %.2f s]\n", cfg->name, cfg->image_height,
-        cfg->image_width, tu_precision_name (precs[i]), n, e, agree, n * cfg->num_patches, e2, cpu_s);
+        "%.4f (%.4f counting near-ties) of %d cells, replay vs first %.3g [cpu %.2f s]\n",
+        cfg->name, cfg->image_height, cfg->image_width, tu_precision_name (precs[i]), n, e,
+        agree, agree_ties, n * cfg->num_patches, e2, cpu_s);
     if (precs[i] == VIM_PRECISION_FP32)
       CHECK (e <= 1e-4, "fp32 seg logits vs CPU: %.3g", e);
-    else {
-      /* >= 99 % of cells; on the tiny test grids (a few hundred cells of
-       * random weights, with near-ties) 1 % is not even 2 cells: allow 2 */
-      double cells = (double) n * cfg->num_patches;
-      double min_agree = fmin (0.99, 1.0 - 2.0 / cells);
-      CHECK (agree >= min_agree && e <= 0.1,
-          "%s seg logits vs CPU: argmax agreement %.4f (need %.4f), rel %.3g",
-          tu_precision_name (precs[i]), agree, min_agree, e);
-    }
+    else
+      CHECK (agree_ties >= 0.99 && e <= 0.1,
+          "%s seg logits vs CPU: argmax agreement %.4f (%.4f counting near-ties, need 0.99), "
+          "rel %.3g", tu_precision_name (precs[i]), agree, agree_ties, e);
     CHECK (e2 <= 1e-6, "%s: replay differs from the first run: %.3g", tu_precision_name (precs[i]), e2);
     g_free (a);
     g_free (b);
