@@ -18,32 +18,10 @@ or a python with torch. About 4 minutes on 2 CPU cores.
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 
-SKIP = 77
-
-
-def torch_python():
-    cands = [os.environ.get("VIM_TORCH_PYTHON"), shutil.which("python3"), sys.executable]
-    for c in cands:
-        if c and subprocess.run([c, "-c", "import torch, numpy"], capture_output=True).returncode == 0:
-            return c
-    return None
-
-
-def run(cmd):
-    print("+ " + " ".join(cmd), flush=True)
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    sys.stderr.write(p.stderr[-3000:])
-    if p.returncode != 0:
-        sys.stdout.write(p.stdout[-2000:])
-        raise SystemExit(f"failed with {p.returncode}")
-    line = [ln for ln in p.stdout.splitlines() if ln.strip().startswith("{")][-1]
-    print(line, flush=True)
-    return line
+from datatest import SKIP, engine_on_split, requirements, run
 
 
 def main():
@@ -60,26 +38,15 @@ def main():
 
     tar = os.path.join(a.shared_data, "camvid-trainval.tar")
     clip = os.path.join(a.shared_data, "videos", "camvid_0016E5_val_15fps.mp4")
-    for p in (tar, clip, a.model):
-        if not os.path.exists(p):
-            print(f"SKIP: {p} not found")
-            return SKIP
-    if shutil.which("gst-launch-1.0") is None:
-        print("SKIP: no gst-launch-1.0")
-        return SKIP
-    py = torch_python()
+    py = requirements((tar, clip, a.model), programs=("gst-launch-1.0",))
     if py is None:
-        print("SKIP: no python with torch for make_eval_pack.py (set VIM_TORCH_PYTHON)")
         return SKIP
 
     with tempfile.TemporaryDirectory(prefix="vim-data-seg-") as td:
-        pack = os.path.join(td, "pack")
-        run([py, os.path.join(a.tools, "make_eval_pack.py"), "--task", "segmentation",
-             "--data", tar, "--out", pack])
         img_json = os.path.join(td, "engine.json")
         with open(img_json, "w") as f:
-            f.write(run([py, os.path.join(a.tools, "eval_engine.py"), a.model, "--pack", pack,
-                         "--vim-infer", a.vim_infer, "--device", a.device]) + "\n")
+            f.write(engine_on_split(py, a.tools, "segmentation", tar, a.model, a.vim_infer,
+                                    a.device, td) + "\n")
         gst = json.loads(run([sys.executable, os.path.join(a.tools, "eval_gst_seg.py"),
                               "--model", a.model, "--clip", clip, "--data", tar,
                               "--device", a.device, "--gst-plugin-path", a.plugin_dir,
