@@ -467,7 +467,7 @@ vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
   if (lanes <= 0)
     while (G < 8 && G < N && chains * G * P * 2 <= target)
       G *= 2;
-  if (chunks <= 0 && P > 1 && chains * G * P <= target) {
+  if (chunks <= 0 && P > 1) {        /* P > 1: the loops above kept it to one wave */
     int Q = P;
     while (Q < 64 && (int64_t) Q * 2 * 128 <= L && chains * G * Q * 2 <= 4 * target)
       Q *= 2;

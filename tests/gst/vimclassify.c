@@ -686,8 +686,7 @@ GST_START_TEST (test_messages)
   fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT) == NULL);
 
   gst_harness_teardown (h);
-  gst_element_set_bus (e, NULL);
-  gst_object_unref (bus);
+  vim_test_detach_bus (e, bus);
   gst_object_unref (e);
 }
 
@@ -879,8 +878,7 @@ GST_START_TEST (test_device)
   g_free (debug);
   fail_unless_equals_int (vim_test_set_state (e, GST_STATE_NULL, bus, NULL,
           NULL), GST_STATE_CHANGE_SUCCESS);
-  gst_element_set_bus (e, NULL);
-  gst_object_unref (bus);
+  vim_test_detach_bus (e, bus);
   gst_object_unref (e);
 }
 
@@ -935,8 +933,7 @@ GST_START_TEST (test_engine_failure)
   gst_message_unref (msg);
 
   gst_harness_teardown (h);
-  gst_element_set_bus (e, NULL);
-  gst_object_unref (bus);
+  vim_test_detach_bus (e, bus);
   gst_object_unref (e);
 }
 

@@ -561,8 +561,7 @@ GST_START_TEST (test_messages)
     gst_message_unref (msg);
     gst_buffer_unref (out);
   }
-  gst_element_set_bus (h->element, NULL);
-  gst_object_unref (bus);
+  vim_test_detach_bus (h->element, bus);
   gst_harness_teardown (h);
 }
 

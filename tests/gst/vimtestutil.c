@@ -165,6 +165,13 @@ vim_test_attach_bus (GstElement * element)
   return bus;
 }
 
+void
+vim_test_detach_bus (GstElement * element, GstBus * bus)
+{
+  gst_element_set_bus (element, NULL);
+  gst_object_unref (bus);
+}
+
 GstStateChangeReturn
 vim_test_set_state (GstElement * element, GstState state, GstBus * bus,
     GError ** error, gchar ** debug)
@@ -255,8 +262,7 @@ vim_test_assert_start_fails (GstElement * e, GQuark domain, gint code,
 
   fail_unless_equals_int (vim_test_set_state (e, GST_STATE_NULL, bus, NULL,
           NULL), GST_STATE_CHANGE_SUCCESS);
-  gst_element_set_bus (e, NULL);
-  gst_object_unref (bus);
+  vim_test_detach_bus (e, bus);
 }
 
 void

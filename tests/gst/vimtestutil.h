@@ -28,6 +28,8 @@ gint vim_test_engine_top_k (const GstVideoInfo * info, GstBuffer * buffer,
 
 /* A bus attached to @element (outside any pipeline) to read its messages. */
 GstBus *vim_test_attach_bus (GstElement * element);
+/* Takes the bus off the element again and drops it. */
+void vim_test_detach_bus (GstElement * element, GstBus * bus);
 
 /* Sets @element to @state and returns the error or warning posted on its
  * bus, if any. */
