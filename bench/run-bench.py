@@ -173,15 +173,20 @@ def run_deit(args, plan, save=None):
             save(rows)
 
     # eager everywhere first (cheap), then the compiled target rows by priority
-    for dname, sizes in plan.items():
-        for res, batches in sizes.items():
-            for b in batches:
-                one(dname, res, b, "eager")
+    if not args.no_eager:
+        for dname, sizes in plan.items():
+            for res, batches in sizes.items():
+                for b in batches:
+                    one(dname, res, b, "eager")
     if args.compile != "none":
         todo = [k for k in COMPILE_TARGETS if k[0] in plan and k[1] in plan[k[0]] and k[2] in plan[k[0]][k[1]]]
         if args.compile == "all":
             todo += [(d, r, b) for d, sz in plan.items() for r, bs in sz.items() for b in bs
                      if (d, r, b) not in todo]
+        if args.compile_rows:
+            want = [(d, int(r), int(b)) for d, r, b in
+                    (x.split(":") for x in args.compile_rows.split(","))]
+            todo = [k for k in want if k[0] in plan]
         for dname, res, b in todo:
             if time.time() - t_start > args.compile_budget:
                 log(f"[deit] {dname} {res} b{b} compiled: not run (time budget)")
@@ -262,6 +267,11 @@ def main():
     ap.add_argument("--seconds", type=float, default=0.5, help="timing budget per row")
     ap.add_argument("--no-vim", action="store_true")
     ap.add_argument("--no-deit", action="store_true")
+    ap.add_argument("--no-eager", action="store_true",
+                    help="DeiT: only the compiled rows (a run split over two calls)")
+    ap.add_argument("--compile-rows",
+                    help="compiled DeiT rows to run instead of the target list, "
+                         "e.g. DeiT-S:224:256,DeiT-S:224:1")
     ap.add_argument("--json", help="write (and keep updating) the raw rows here")
     ap.add_argument("--load", nargs="*", help="only print the table of saved runs")
     ap.add_argument("--md")
@@ -287,6 +297,10 @@ def main():
             deit_rows += d.get("deit", [])
             info = d.get("info", info)
         info["command"] = " ".join(sys.argv)
+        # a row one run could not fit ("not run") and another run measured
+        done = {(r["model"], r["res"], r["batch"], r["mode"]) for r in deit_rows if "error" not in r}
+        deit_rows = [r for r in deit_rows
+                     if "error" not in r or (r["model"], r["res"], r["batch"], r["mode"]) not in done]
     else:
         with tempfile.TemporaryDirectory() as tmp:
             if not args.no_vim:

@@ -31,10 +31,16 @@
  * H100: 64% issue slots busy, ~250 warp instructions per step of 32 chains),
  * and KP = 3 measured 7% slower (bench/RESULTS.md).
  *
- * V2 (the default; V1 stays behind VIM_CUDA_SCAN_V1=1) addresses a chain's
+ * V2 (V1 and V2 stay behind VIM_CUDA_SCAN_VERSION=1 or 2) addresses a chain's
  * tokens as base + s * stride with 32-bit strides, uses a branch-free
  * softplus and caps registers for 3-4 blocks per SM: the same floating-point
  * operations, 8-24% faster at batch 256 on an H200 (bench/RESULTS.md).
+ *
+ * V3 (the default) stages each tile row by row (a lane per float4 column, a
+ * few instructions per row instead of V2's per-copy row/column stepping)
+ * and, with 16-bit activations, takes softplus from lg2 (8 instructions
+ * instead of ~20; fp32 keeps the accurate one): 3-6% faster than V2 on an
+ * H200 at batch 8-256, the same at batch 1 (bench/RESULTS.md).
  */
 #include "common.cuh"
 #include <cuda_pipeline.h>
@@ -86,7 +92,8 @@ __host__ __device__ constexpr int scan_min_blocks ()
   return VER == 1 ? 1 : (RV <= 4 ? 4 : 3);
 }
 
-/* VER: 1 = V1, 2 = V2 */
+/* VER: 1 = V1, 2 = V2, 3 = V3 (V2 with row-wise staging and, for 16-bit
+ * activations, softplus_lg2) */
 template <typename T, typename TG, int N, int G, int RV, int KP, bool SUMMARY, int VER>
 __global__ void __launch_bounds__ (kThreads, (scan_min_blocks<G, RV, VER> ()))
 scan_kernel (ScanParams sp)
@@ -166,7 +173,24 @@ scan_kernel (ScanParams sp)
   /* lane's first (row, float4) of a tile and its step per 32 copies */
   const int r_lane = lane / q4, c_lane = lane - r_lane * q4;
   const int r_step = 32 / q4, c_step = 32 - r_step * q4;
+  /* V3: lane copies float4 column lc of rows lr, lr + rpi, ... (ldd <= 128,
+   * checked at launch): a few instructions per row instead of V2's
+   * per-copy row/column stepping */
+  const int rpi = 32 / q4 > 0 ? 32 / q4 : 1;
+  const int lr = lane / q4, lc = lane - lr * q4;
+  auto stage_tile3 = [&] (int t0, int buf) {
+    float *dst = stage + (size_t) buf * TT * ldd + lc * 4;
+    const float *src = dbl0 + lc * 4;
+    if (lr < rpi)
+      for (int r = lr; r < TT; r += rpi)
+        __pipeline_memcpy_async (dst + r * ldd, src + min (t0 + r, s1 - 1) * dstr, 16);
+    __pipeline_commit ();
+  };
   auto stage_tile = [&] (int t0, int buf) {
+    if constexpr (VER >= 3) {
+      stage_tile3 (t0, buf);
+      return;
+    }
     float *dst = stage + (size_t) buf * TT * ldd;
     int r = r_lane, cc = c_lane;
     for (int q = lane; q < TT * q4; q += 32) {
@@ -242,7 +266,13 @@ scan_kernel (ScanParams sp)
           acc1 = fmaf (v.w, wd[i].w, acc1);
         }
       }
-      const float delta = valid ? softplus_f (acc0 + acc1) : 0.f;
+      float delta = 0.f;
+      if (valid) {
+        if constexpr (VER >= 3 && sizeof (T) == 2)
+          delta = softplus_lg2 (acc0 + acc1);
+        else
+          delta = softplus_f (acc0 + acc1);
+      }
       const float u = uc[m];
       const float du = delta * u;
       if (SUMMARY)
@@ -331,7 +361,8 @@ typedef void (*ScanFn) (ScanParams);
 template <typename T, typename TG, int N, int G, int RV, int KP, bool S>
 ScanFn pick_v (int ver)
 {
-  return ver >= 2 ? scan_kernel<T, TG, N, G, RV, KP, S, 2> : scan_kernel<T, TG, N, G, RV, KP, S, 1>;
+  return ver >= 3 ? scan_kernel<T, TG, N, G, RV, KP, S, 3>
+      : ver == 2 ? scan_kernel<T, TG, N, G, RV, KP, S, 2> : scan_kernel<T, TG, N, G, RV, KP, S, 1>;
 }
 
 template <typename T, typename TG, int N, int G, int RV, bool S>
@@ -400,14 +431,20 @@ ScanFn pick (VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp, int v2)
   return nullptr;
 }
 
-/* VIM_CUDA_SCAN_V1=1: the V1 kernel (64-bit row arithmetic per access),
- * kept for A/B timing (bench/scan-ab-device.sh) */
+/* VIM_CUDA_SCAN_VERSION=1 or 2: an earlier kernel, kept for A/B timing
+ * (bench/scan-ab-device.sh); VIM_CUDA_SCAN_V1=1 is the older spelling of 1 */
 int scan_version ()
 {
   static int v = 0;
   if (v == 0) {
-    const char *e = getenv ("VIM_CUDA_SCAN_V1");
-    v = (e != nullptr && e[0] != '\0' && e[0] != '0') ? 1 : 2;
+    const char *e = getenv ("VIM_CUDA_SCAN_VERSION");
+    const char *e1 = getenv ("VIM_CUDA_SCAN_V1");
+    if (e != nullptr && (e[0] == '1' || e[0] == '2') && e[1] == '\0')
+      v = e[0] - '0';
+    else if (e1 != nullptr && e1[0] != '\0' && e1[0] != '0')
+      v = 1;
+    else
+      v = 3;
   }
   return v;
 }
@@ -520,8 +557,10 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
     sp.summS = sp.summ + (size_t) a->nseq * 2 * P * a->E * a->N;
   }
   /* V2 takes 32-bit offsets within a sequence */
-  const int v2 = (int64_t) a->L * std::max (std::max (a->ld_xy, a->ld_gate), (int64_t) a->ldd)
+  int v2 = (int64_t) a->L * std::max (std::max (a->ld_xy, a->ld_gate), (int64_t) a->ldd)
       < ((int64_t) 1 << 31) ? scan_version () : 1;
+  if (v2 >= 3 && a->ldd > 128)
+    v2 = 2;                                   /* V3 stages rows of <= 32 float4 */
   ScanFn main_fn = pick<false> (dt, gdt, a->N, G, a->r_pad / 4, kp, v2);
   ScanFn sum_fn = P > 1 ? pick<true> (dt, gdt, a->N, G, a->r_pad / 4, kp, v2) : nullptr;
   if (main_fn == nullptr || (P > 1 && sum_fn == nullptr))
