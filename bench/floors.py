@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Per-kernel floors of one Vim layer as the CUDA backend runs it, from bytes moved and
+special-function (MUFU) operations over measured ceilings.
+
+  bench/floors.py --variant vim_ti --res 224 --pass-images 128 [--chunks 1]
+                  [--dram-tbs 4.3] [--mufu-tops 4.18] [--measured-us rmsnorm=11.2,scan=177.7,...]
+
+Counts what each kernel of the layer must read and write once (activations fp16, residual
+stream and x_proj output fp32, weights once per pass), and for the scan the exponentials:
+one per token, channel, state and direction plus two for softplus (exp and rcp or lg2) per
+token, channel and direction. A kernel's floor is the larger of bytes / DRAM bandwidth and
+MUFU ops / MUFU rate. With the scan split into P chunks the summary pass runs the
+recurrence again over P-1 of them. Prints per pass, per image and the img/s ceiling of this
+unfused design. Ceilings default to the H200 (4.3 TB/s device copy measured here; 132 SMs x
+16 MUFU ops/clk x 1.98 GHz).
+"""
+import argparse
+import math
+
+VARIANTS = {  # embed dim, depth
+    "tiny": (192, 2), "vim_ti": (192, 24), "vim_s": (384, 24), "vim_b": (768, 24),
+}
+
+
+def layer_kernels(D, L, N, chunks):
+    """(name, bytes per token, weight bytes per pass, MUFU ops per token) of one layer."""
+    E = 2 * D
+    R = math.ceil(D / 16)
+    ldd = 4 * math.ceil(R / 4) + 2 * N          # x_proj output row (fp32): dt_low padded, B, C
+    a, f = 2, 4                                  # activation (fp16) and fp32 bytes
+    summary = (chunks - 1) / chunks if chunks > 1 else 0.0
+    return [
+        ("rmsnorm", D * f + D * a, 0, 0),
+        ("in_proj", D * a + 2 * E * a, 2 * E * D * a, 0),
+        ("conv+gate", 2 * E * a + 2 * E * a + E * a, 0, 0),
+        ("x_proj", 2 * E * a + 2 * ldd * f, 2 * ldd * E * a, 0),
+        # u and the gate for both directions, the staged rows, y written in place of u;
+        # the summary pass reads u and the rows again for its chunks
+        ("scan", (2 * E * a + 2 * E * a + 2 * ldd * f + 2 * E * a)
+         + summary * (2 * E * a + 2 * ldd * f), 0, 2 * E * (N + 2) * (1 + summary)),
+        ("out_proj", 2 * E * a + 2 * D * f, D * 2 * E * a, 0),
+    ]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="vim_ti")
+    ap.add_argument("--res", type=int, default=224, help="square input size (patch 16, stride 16)")
+    ap.add_argument("--pass-images", type=int, default=128, help="images in one pass through a layer")
+    ap.add_argument("--chunks", type=int, default=1, help="scan chunks per chain (vim-bench scan_chunks)")
+    ap.add_argument("--d-state", type=int, default=16)
+    ap.add_argument("--dram-tbs", type=float, default=4.3, help="DRAM bandwidth, TB/s (read + write)")
+    ap.add_argument("--mufu-tops", type=float, default=4.18, help="MUFU rate, T ops/s")
+    ap.add_argument("--measured-us", default="",
+                    help="kernel=us,... per pass (ncu durations) to print beside the floors")
+    args = ap.parse_args()
+
+    D, depth = VARIANTS[args.variant]
+    grid = args.res // 16
+    L = grid * grid + 1
+    tokens = args.pass_images * L
+    measured = dict((k, float(v)) for k, v in (x.split("=") for x in args.measured_us.split(",") if x))
+    print(f"{args.variant} {args.res}x{args.res}: D {D}, E {2 * D}, L {L} tokens; pass of "
+          f"{args.pass_images} images = {tokens} tokens; scan chunks {args.chunks}; "
+          f"DRAM {args.dram_tbs} TB/s, MUFU {args.mufu_tops} T ops/s")
+    print(f"{'kernel':10s} {'MB/pass':>9s} {'MUFU M/pass':>12s} {'floor us':>9s} {'bound':>6s} "
+          f"{'measured us':>12s} {'floor/measured':>15s}")
+    total_floor = total_meas = 0.0
+    for name, bpt, wbytes, mpt in layer_kernels(D, L, args.d_state, args.chunks):
+        mb = (bpt * tokens + wbytes) / 1e6
+        mufu = mpt * tokens / 1e6
+        t_mem = mb / (args.dram_tbs * 1e6) * 1e6
+        t_mufu = mufu / (args.mufu_tops * 1e6) * 1e6
+        floor = max(t_mem, t_mufu)
+        total_floor += floor
+        m = measured.get(name)
+        if m is not None:
+            total_meas += m
+        print(f"{name:10s} {mb:9.1f} {mufu:12.1f} {floor:9.1f} {'MUFU' if t_mufu > t_mem else 'DRAM':>6s} "
+              f"{(f'{m:.1f}' if m is not None else '-'):>12s} "
+              f"{(f'{floor / m:.2f}' if m else '-'):>15s}")
+    per_img = total_floor * depth / args.pass_images
+    print(f"layer floor {total_floor:.1f} us per pass; {per_img:.2f} us per image over {depth} layers "
+          f"-> at most {1e6 / per_img:,.0f} img/s for this unfused design")
+    if total_meas:
+        per_img_m = total_meas * depth / args.pass_images
+        print(f"measured {total_meas:.1f} us per pass; {per_img_m:.2f} us per image -> "
+              f"{1e6 / per_img_m:,.0f} img/s (layers only)")
+
+
+if __name__ == "__main__":
+    main()
