@@ -16,17 +16,17 @@ unfused design. Ceilings default to the H200 (4.3 TB/s device copy measured here
 """
 import argparse
 import math
+import os
+import sys
 
-VARIANTS = {  # embed dim, depth
-    "tiny": (192, 2), "vim_ti": (192, 24), "vim_s": (384, 24), "vim_b": (768, 24),
-}
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from vimtools.vimconfig import TEST_VARIANTS, VARIANTS, make_config  # noqa: E402
 
 
-def layer_kernels(D, L, N, chunks):
+def layer_kernels(cfg, chunks):
     """(name, bytes per token, weight bytes per pass, MUFU ops per token) of one layer."""
-    E = 2 * D
-    R = math.ceil(D / 16)
-    ldd = 4 * math.ceil(R / 4) + 2 * N          # x_proj output row (fp32): dt_low padded, B, C
+    D, E, N = cfg["embed_dim"], cfg["d_inner"], cfg["d_state"]
+    ldd = 4 * math.ceil(cfg["dt_rank"] / 4) + 2 * N   # x_proj output row (fp32): dt_low padded, B, C
     a, f = 2, 4                                  # activation (fp16) and fp32 bytes
     summary = (chunks - 1) / chunks if chunks > 1 else 0.0
     return [
@@ -44,29 +44,28 @@ def layer_kernels(D, L, N, chunks):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variant", choices=sorted(VARIANTS), default="vim_ti")
-    ap.add_argument("--res", type=int, default=224, help="square input size (patch 16, stride 16)")
+    ap.add_argument("--variant", choices=sorted(VARIANTS) + sorted(TEST_VARIANTS), default="vim_ti")
+    ap.add_argument("--res", type=int, default=224, help="square input size")
     ap.add_argument("--pass-images", type=int, default=128, help="images in one pass through a layer")
     ap.add_argument("--chunks", type=int, default=1, help="scan chunks per chain (vim-bench scan_chunks)")
-    ap.add_argument("--d-state", type=int, default=16)
     ap.add_argument("--dram-tbs", type=float, default=4.3, help="DRAM bandwidth, TB/s (read + write)")
     ap.add_argument("--mufu-tops", type=float, default=4.18, help="MUFU rate, T ops/s")
     ap.add_argument("--measured-us", default="",
                     help="kernel=us,... per pass (ncu durations) to print beside the floors")
     args = ap.parse_args()
 
-    D, depth = VARIANTS[args.variant]
-    grid = args.res // 16
-    L = grid * grid + 1
+    v = dict(VARIANTS.get(args.variant) or TEST_VARIANTS[args.variant])
+    cfg = make_config(image_size=(args.res, args.res), **v)
+    D, depth, L = cfg["embed_dim"], cfg["depth"], cfg["seq_len"]
     tokens = args.pass_images * L
     measured = dict((k, float(v)) for k, v in (x.split("=") for x in args.measured_us.split(",") if x))
-    print(f"{args.variant} {args.res}x{args.res}: D {D}, E {2 * D}, L {L} tokens; pass of "
+    print(f"{args.variant} {args.res}x{args.res}: D {D}, E {cfg['d_inner']}, L {L} tokens; pass of "
           f"{args.pass_images} images = {tokens} tokens; scan chunks {args.chunks}; "
           f"DRAM {args.dram_tbs} TB/s, MUFU {args.mufu_tops} T ops/s")
     print(f"{'kernel':10s} {'MB/pass':>9s} {'MUFU M/pass':>12s} {'floor us':>9s} {'bound':>6s} "
           f"{'measured us':>12s} {'floor/measured':>15s}")
     total_floor = total_meas = 0.0
-    for name, bpt, wbytes, mpt in layer_kernels(D, L, args.d_state, args.chunks):
+    for name, bpt, wbytes, mpt in layer_kernels(cfg, args.chunks):
         mb = (bpt * tokens + wbytes) / 1e6
         mufu = mpt * tokens / 1e6
         t_mem = mb / (args.dram_tbs * 1e6) * 1e6

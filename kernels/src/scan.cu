@@ -366,67 +366,67 @@ ScanFn pick_v (int ver)
 }
 
 template <typename T, typename TG, int N, int G, int RV, bool S>
-ScanFn pick_kp (int kp, int v2)
+ScanFn pick_kp (int kp, int ver)
 {
   if constexpr (G == 1 && N == 16) {
     switch (kp) {
-      case 0: return pick_v<T, TG, N, G, RV, 0, S> (v2);
-      case 3: return pick_v<T, TG, N, G, RV, 3, S> (v2);
+      case 0: return pick_v<T, TG, N, G, RV, 0, S> (ver);
+      case 3: return pick_v<T, TG, N, G, RV, 3, S> (ver);
       default: return nullptr;
     }
   } else {
-    return kp == 0 ? pick_v<T, TG, N, G, RV, 0, S> (v2) : nullptr;
+    return kp == 0 ? pick_v<T, TG, N, G, RV, 0, S> (ver) : nullptr;
   }
 }
 
 template <typename T, typename TG, int N, int G, bool S>
-ScanFn pick_rv (int rv, int kp, int v2)
+ScanFn pick_rv (int rv, int kp, int ver)
 {
   if (rv <= 4)
-    return pick_kp<T, TG, N, G, 4, S> (kp, v2);
+    return pick_kp<T, TG, N, G, 4, S> (kp, ver);
   if constexpr (N == 16) {
     if (rv <= 8)
-      return pick_kp<T, TG, N, G, 8, S> (kp, v2);
+      return pick_kp<T, TG, N, G, 8, S> (kp, ver);
     if (rv <= 16)
-      return pick_kp<T, TG, N, G, 16, S> (kp, v2);
+      return pick_kp<T, TG, N, G, 16, S> (kp, ver);
   }
   return nullptr;
 }
 
 template <typename T, typename TG, int N, bool S>
-ScanFn pick_g (int G, int rv, int kp, int v2)
+ScanFn pick_g (int G, int rv, int kp, int ver)
 {
   switch (G) {
-    case 1: return pick_rv<T, TG, N, 1, S> (rv, kp, v2);
-    case 2: return pick_rv<T, TG, N, 2, S> (rv, kp, v2);
-    case 4: return pick_rv<T, TG, N, 4, S> (rv, kp, v2);
-    case 8: return pick_rv<T, TG, N, 8, S> (rv, kp, v2);
-    case 16: if constexpr (N >= 16) return pick_rv<T, TG, N, 16, S> (rv, kp, v2); else return nullptr;
+    case 1: return pick_rv<T, TG, N, 1, S> (rv, kp, ver);
+    case 2: return pick_rv<T, TG, N, 2, S> (rv, kp, ver);
+    case 4: return pick_rv<T, TG, N, 4, S> (rv, kp, ver);
+    case 8: return pick_rv<T, TG, N, 8, S> (rv, kp, ver);
+    case 16: if constexpr (N >= 16) return pick_rv<T, TG, N, 16, S> (rv, kp, ver); else return nullptr;
     default: return nullptr;
   }
 }
 
 template <typename T, typename TG, bool S>
-ScanFn pick_n (int N, int G, int rv, int kp, int v2)
+ScanFn pick_n (int N, int G, int rv, int kp, int ver)
 {
   switch (N) {
-    case 8: return pick_g<T, TG, 8, S> (G, rv, kp, v2);
-    case 16: return pick_g<T, TG, 16, S> (G, rv, kp, v2);
+    case 8: return pick_g<T, TG, 8, S> (G, rv, kp, ver);
+    case 16: return pick_g<T, TG, 16, S> (G, rv, kp, ver);
     default: return nullptr;
   }
 }
 
 template <bool S>
-ScanFn pick (VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp, int v2)
+ScanFn pick (VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp, int ver)
 {
   if (gdt == dt) {
     switch (dt) {
-      case VIMK_F32: return pick_n<float, float, S> (N, G, rv, kp, v2);
-      case VIMK_F16: return pick_n<__half, __half, S> (N, G, rv, kp, v2);
-      case VIMK_BF16: return pick_n<__nv_bfloat16, __nv_bfloat16, S> (N, G, rv, kp, v2);
+      case VIMK_F32: return pick_n<float, float, S> (N, G, rv, kp, ver);
+      case VIMK_F16: return pick_n<__half, __half, S> (N, G, rv, kp, ver);
+      case VIMK_BF16: return pick_n<__nv_bfloat16, __nv_bfloat16, S> (N, G, rv, kp, ver);
     }
   } else if (dt == VIMK_BF16 && gdt == VIMK_F32) {
-    return pick_n<__nv_bfloat16, float, S> (N, G, rv, kp, v2);
+    return pick_n<__nv_bfloat16, float, S> (N, G, rv, kp, ver);
   }
   return nullptr;
 }
@@ -556,13 +556,13 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
     sp.summ = (float *) workspace;
     sp.summS = sp.summ + (size_t) a->nseq * 2 * P * a->E * a->N;
   }
-  /* V2 takes 32-bit offsets within a sequence */
-  int v2 = (int64_t) a->L * std::max (std::max (a->ld_xy, a->ld_gate), (int64_t) a->ldd)
+  /* V2 and V3 take 32-bit offsets within a sequence */
+  int ver = (int64_t) a->L * std::max (std::max (a->ld_xy, a->ld_gate), (int64_t) a->ldd)
       < ((int64_t) 1 << 31) ? scan_version () : 1;
-  if (v2 >= 3 && a->ldd > 128)
-    v2 = 2;                                   /* V3 stages rows of <= 32 float4 */
-  ScanFn main_fn = pick<false> (dt, gdt, a->N, G, a->r_pad / 4, kp, v2);
-  ScanFn sum_fn = P > 1 ? pick<true> (dt, gdt, a->N, G, a->r_pad / 4, kp, v2) : nullptr;
+  if (ver >= 3 && a->ldd > 128)
+    ver = 2;                                  /* V3 stages rows of <= 32 float4 */
+  ScanFn main_fn = pick<false> (dt, gdt, a->N, G, a->r_pad / 4, kp, ver);
+  ScanFn sum_fn = P > 1 ? pick<true> (dt, gdt, a->N, G, a->r_pad / 4, kp, ver) : nullptr;
   if (main_fn == nullptr || (P > 1 && sum_fn == nullptr))
     return cudaErrorInvalidValue;
   const int cpb = kThreads / G;

@@ -2,12 +2,24 @@
 data files, programs, a python that imports torch for
 tools/train/make_eval_pack.py), running a tool and returning the JSON line it
 prints last."""
+import argparse
 import os
 import shutil
 import subprocess
 import sys
 
 SKIP = 77
+
+
+def parser():
+    """The options every data test takes (meson.build passes them)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vim-infer", required=True)
+    ap.add_argument("--tools", required=True, help="tools/train of the source tree")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--shared-data", default=os.environ.get("VIM_TEST_SHARED_DATA", ""))
+    ap.add_argument("--device", default="cpu")
+    return ap
 
 
 def torch_python():

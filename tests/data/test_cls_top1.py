@@ -12,22 +12,16 @@ torch. About 5 minutes on 2 CPU cores.
     test_cls_top1.py --vim-infer build/engine/vim-infer --tools tools/train
         [--model M] [--shared-data DIR] [--device cpu] [--min-top1 0.90]
 """
-import argparse
 import json
 import os
 import sys
 import tempfile
 
-from datatest import SKIP, engine_on_split, requirements
+from datatest import SKIP, parser, engine_on_split, requirements
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--vim-infer", required=True)
-    ap.add_argument("--tools", required=True, help="tools/train of the source tree")
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--shared-data", default=os.environ.get("VIM_TEST_SHARED_DATA", ""))
-    ap.add_argument("--device", default="cpu")
+    ap = parser()
     ap.add_argument("--min-top1", type=float, default=0.90)
     a = ap.parse_args()
 

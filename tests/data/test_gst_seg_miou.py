@@ -15,23 +15,17 @@ or a python with torch. About 4 minutes on 2 CPU cores.
     test_gst_seg_miou.py --vim-infer build/engine/vim-infer --plugin-dir build/gst-plugin
         --tools tools/train [--model M] [--shared-data DIR] [--device cpu]
 """
-import argparse
 import json
 import os
 import sys
 import tempfile
 
-from datatest import SKIP, engine_on_split, requirements, run
+from datatest import SKIP, parser, engine_on_split, requirements, run
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--vim-infer", required=True)
+    ap = parser()
     ap.add_argument("--plugin-dir", required=True)
-    ap.add_argument("--tools", required=True, help="tools/train of the source tree")
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--shared-data", default=os.environ.get("VIM_TEST_SHARED_DATA", ""))
-    ap.add_argument("--device", default="cpu")
     ap.add_argument("--min-miou", type=float, default=0.50)
     ap.add_argument("--max-diff", type=float, default=0.01)
     a = ap.parse_args()
