@@ -32,13 +32,15 @@
  * layer's activations for one pass) is independent of depth and bounded in
  * the batch. Tuning knobs for bench/ (environment, read when a runner is
  * made): VIM_CUDA_PASS_TOKENS, VIM_CUDA_SCAN_LANES, VIM_CUDA_SCAN_CHUNKS,
- * VIM_CUDA_SCAN_POLY, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1 (and, read by the
- * kernels, VIM_CUDA_SCAN_VERSION=1/2 for an earlier scan).
+ * VIM_CUDA_SCAN_POLY, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1, VIM_CUDA_GEMM=lt
+ * or tuned (cuBLASLt, gemm_cuda.c; default cuBLAS) and, read by the kernels,
+ * VIM_CUDA_SCAN_VERSION=1/2/3 for an earlier scan.
  */
 #include "vim-private.h"
 #include "vim-build-config.h"
 #include "cuda_bench.h"
 #include "half.h"
+#include "gemm_cuda.h"
 
 #include <cuda.h>
 #include <cuda_runtime_api.h>
@@ -87,27 +89,12 @@ cuda_fail (GError **error, cudaError_t e, const char *what)
       return cuda_fail (error, e_, what); \
   } while (0)
 
-static const char *
-cublas_reason (cublasStatus_t s)
-{
-  switch (s) {
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "cuBLAS not initialized";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "cuBLAS could not allocate (out of device memory)";
-    case CUBLAS_STATUS_INVALID_VALUE: return "invalid value";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "not supported on this GPU";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "kernel execution failed";
-    case CUBLAS_STATUS_INTERNAL_ERROR: return "internal error";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "not supported";
-    default: return "error";
-  }
-}
-
 #define CKB(expr, what) \
   do { \
     cublasStatus_t s_ = (expr); \
     if (s_ != CUBLAS_STATUS_SUCCESS) { \
       g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "cuBLAS: %s: %s (status %d)", \
-          what, cublas_reason (s_), (int) s_); \
+          what, vim_cublas_reason (s_), (int) s_); \
       return FALSE; \
     } \
   } while (0)
@@ -524,6 +511,7 @@ typedef struct {
   int sm_count;
   cudaStream_t stream;
   cublasHandle_t blas;
+  VimGemm *lt;                /* cuBLASLt with tuned algorithms (VIM_CUDA_GEMM) */
   Types t;
   size_t ts, ts_in, ts_norm, ts_xz;   /* bytes of t.act, t.in, t.norm, t.xz */
 
@@ -532,6 +520,7 @@ typedef struct {
   int scan_lanes, scan_chunks, scan_poly;  /* 0 / -1 = kernel's choice */
   gboolean profile;           /* VIM_CUDA_PROFILE: stage times of a forward */
   gboolean use_graphs;
+  int gemm_mode;              /* 0 cuBLAS, 1 cuBLASLt first candidate, 2 cuBLASLt tuned */
 
   /* device memory owned by the runner */
   void *blas_ws;
@@ -787,19 +776,44 @@ ensure_batch (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
 
 /* ---- GEMM helpers ------------------------------------------------------------ */
 
-/* Row-major view: C[n][m] (pitch ldc) = A[m][k] (weights, pitch lda) x B[n][k]^T
- * (activations, pitch ldb) + beta C; A and B of type ab. */
+/* Row-major view, `batch` times (element strides sA, sB, sC): C[n][m]
+ * (pitch ldc) = A[m][k] (weights, pitch lda) x B[n][k]^T (activations,
+ * pitch ldb) + beta C; A and B of type ab. Through cuBLAS, or cuBLASLt
+ * with tuned algorithms (gemm_cuda.c). */
+static gboolean
+gemm_batched (CudaRunner *cr, VimkDType ab, int m, int n, int k, const void *A, int lda,
+    long long sA, const void *B, int ldb, long long sB, void *C, VimkDType ct, int ldc,
+    long long sC, int batch, float beta, const char *what, GError **error)
+{
+  if (cr->lt) {
+    const VimGemmArgs ga = { .ab = ab, .ct = ct, .m = m, .n = n, .k = k, .A = A, .lda = lda,
+      .sA = sA, .B = B, .ldb = ldb, .sB = sB, .C = C, .ldc = ldc, .sC = sC, .batch = batch,
+      .beta = beta };
+    size_t scratch = 0;
+    gboolean ok = vim_gemm_run (cr->lt, cr->stream, &ga, &scratch, what, error);
+    cr->dev_peak = MAX (cr->dev_peak, cr->dev_bytes + scratch);
+    return ok;
+  }
+  const float alpha = 1.f;
+  const cudaDataType t = cuda_type (ab);
+  if (batch == 1)
+    CKB (cublasGemmEx (cr->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, A, t, lda,
+            B, t, ldb, &beta, C, cuda_type (ct), ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        what);
+  else
+    CKB (cublasGemmStridedBatchedEx (cr->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha,
+            A, t, lda, sA, B, t, ldb, sB, &beta, C, cuda_type (ct), ldc, sC, batch,
+            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT), what);
+  return TRUE;
+}
+
 static gboolean
 gemm (CudaRunner *cr, VimkDType ab, int m, int n, int k, const void *A, int lda,
     const void *B, int ldb, void *C, VimkDType ct, int ldc, float beta, const char *what,
     GError **error)
 {
-  const float alpha = 1.f;
-  const cudaDataType t = cuda_type (ab);
-  CKB (cublasGemmEx (cr->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, A, t, lda,
-          B, t, ldb, &beta, C, cuda_type (ct), ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-      what);
-  return TRUE;
+  return gemm_batched (cr, ab, m, n, k, A, lda, 0, B, ldb, 0, C, ct, ldc, 0, 1, beta, what,
+      error);
 }
 
 /* Stage timing (VIM_CUDA_PROFILE, vim_runner_cuda_bench only; not thread
@@ -847,13 +861,10 @@ enqueue_seg_head (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError
   CKK (vimk_seghead_conv (cr->t.act, cr->seg_h, w->seg_proj_b, w->seg_dw_w, w->seg_dw_b, m,
           c->grid_h, c->grid_w, Ch, cr->seg_g, logits, w->seg_cls_b, K, cr->stream),
       "segmentation head conv");
-  const float alpha = 1.f, beta = 1.f;
-  const cudaDataType ab = cuda_type (cr->t.act);
-  CKB (cublasGemmStridedBatchedEx (cr->blas, CUBLAS_OP_T, CUBLAS_OP_N, M, K, Ch, &alpha,
-          cr->seg_g, ab, Ch, (long long) M * Ch,
-          w->seg_cls_w, ab, Ch, 0,
-          &beta, logits, CUDA_R_32F, M, (long long) K * M,
-          m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT), "segmentation classes");
+  if (!gemm_batched (cr, cr->t.act, M, K, Ch, cr->seg_g, Ch, (long long) M * Ch,
+          w->seg_cls_w, Ch, 0, logits, VIMK_F32, M, (long long) K * M, m, 1.f,
+          "segmentation classes", error))
+    return FALSE;
   prof_mark (cr, ST_HEAD);
   return TRUE;
 }
@@ -905,16 +916,11 @@ enqueue_pass (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **e
     CKK (vimk_conv_gate (t.xz, t.act, cr->xz, cr->xcy, ly->conv_w, ly->conv_b, m, L, E,
             c->d_conv, s), "conv1d");
     prof_mark (cr, ST_CONV);
-    {
-      const float alpha = 1.f, beta = 0.f;
-      const cudaDataType ab = cuda_type (t.act);
-      CKB (cublasGemmStridedBatchedEx (cr->blas, CUBLAS_OP_T, CUBLAS_OP_N,
-              w->ldd, rows, E, &alpha,
-              ly->x_w, ab, E, (long long) w->ldd * E,
-              cr->xcy, ab, 2 * E, (long long) E,
-              &beta, cr->dbl, CUDA_R_32F, w->ldd, (long long) rows * w->ldd,
-              2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT), "x_proj");
-    }
+    /* both directions: weights [d], input columns d*E.., outputs dbl[d] */
+    if (!gemm_batched (cr, t.act, w->ldd, rows, E, ly->x_w, E, (long long) w->ldd * E,
+            cr->xcy, 2 * E, E, cr->dbl, VIMK_F32, w->ldd, (long long) rows * w->ldd, 2, 0.f,
+            "x_proj", error))
+      return FALSE;
     prof_mark (cr, ST_XPROJ);
     VimkScanArgs sa = {
       .nseq = m, .L = L, .E = E, .N = N, .R = c->dt_rank, .r_pad = w->r_pad,
@@ -1512,6 +1518,7 @@ runner_destroy (VimModel *model, CudaRunner *cr)
   if (cr->seg_out_dev) cudaFree (cr->seg_out_dev);
   if (cr->h_seg_desc) cudaFreeHost (cr->h_seg_desc);
   if (cr->h_seg_out) cudaFreeHost (cr->h_seg_out);
+  vim_gemm_free (cr->lt);
   if (cr->blas) cublasDestroy (cr->blas);
   if (cr->stream) cudaStreamDestroy (cr->stream);
   if (cr->w)
@@ -1597,6 +1604,16 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
   if (!dev_alloc (cr, &cr->blas_ws, cr->blas_ws_bytes, "the cuBLAS workspace", error))
     return FALSE;
   CKB (cublasSetWorkspace (cr->blas, cr->blas_ws, cr->blas_ws_bytes), "setting the workspace");
+  /* VIM_CUDA_GEMM: blas (cuBLAS's own choice), lt (cuBLASLt's first
+   * candidate) or tuned (the fastest of cuBLASLt's first 16, timed once per
+   * shape); the workspace is shared: one stream */
+  const char *gm = g_getenv ("VIM_CUDA_GEMM");
+  cr->gemm_mode = g_strcmp0 (gm, "lt") == 0 ? 1 : g_strcmp0 (gm, "tuned") == 0 ? 2 : 0;
+  if (cr->gemm_mode > 0) {
+    cr->lt = vim_gemm_new (cr->gemm_mode == 2 ? 16 : 0, cr->blas_ws, cr->blas_ws_bytes, error);
+    if (cr->lt == NULL)
+      return FALSE;
+  }
 
   /* weights: shared per (context, precision) */
   g_mutex_lock (&model->device_lock);

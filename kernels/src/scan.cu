@@ -31,18 +31,23 @@
  * H100: 64% issue slots busy, ~250 warp instructions per step of 32 chains),
  * and KP = 3 measured 7% slower (bench/RESULTS.md).
  *
- * V2 (V1 and V2 stay behind VIM_CUDA_SCAN_VERSION=1 or 2) addresses a chain's
+ * V2 (V1-V3 stay behind VIM_CUDA_SCAN_VERSION=1, 2 or 3) addresses a chain's
  * tokens as base + s * stride with 32-bit strides, uses a branch-free
  * softplus and caps registers for 3-4 blocks per SM: the same floating-point
  * operations, 8-24% faster at batch 256 on an H200 (bench/RESULTS.md).
  *
- * V3 (the default) stages each tile row by row (a lane per float4 column, a
- * few instructions per row instead of V2's per-copy row/column stepping)
- * and, with 16-bit activations, takes softplus from lg2 (8 instructions
- * instead of ~20; fp32 keeps the accurate one): 3-6% faster than V2 on an
- * H200 at batch 8-256, the same at batch 1 (bench/RESULTS.md).
+ * V3 stages each tile row by row (a lane per float4 column, a few
+ * instructions per row instead of V2's per-copy row/column stepping) and,
+ * with 16-bit activations, takes softplus from lg2 (8 instructions instead
+ * of ~20; fp32 keeps the accurate one): 3-6% faster than V2 on an H200 at
+ * batch 8-256, the same at batch 1 (bench/RESULTS.md).
+ *
+ * V4 (scan_v4.cu, the default where it applies: N = 16, channels a multiple
+ * of 32, lanes 1-8) also stages u and the gate through shared memory and
+ * writes outputs a tile at a time: 4-16% faster than V3 on an H200.
+ * VIM_CUDA_SCAN_VERSION=1, 2 or 3 selects an older kernel.
  */
-#include "common.cuh"
+#include "scan_common.cuh"
 #include <cuda_pipeline.h>
 #include <stdlib.h>
 #include <algorithm>
@@ -51,33 +56,11 @@ using namespace vimk;
 
 namespace {
 
-constexpr int kThreads = 128;
-/* steps per staged tile: a multiple of G, small enough that the lanes' u and
- * gate prefetch registers stay few */
-__host__ __device__ constexpr int tile_steps (int G) { return G >= 16 ? 16 : 8; }
-
-struct ScanParams {
-  VimkScanArgs a;
-  int P, Tc;                    /* chunks, steps per chunk (multiple of TT) */
-  float *summ;                  /* [nseq][2][P][E][N] end states */
-  float *summS;                 /* [nseq][2][P][E] delta sums */
-};
-
-/* transposing butterfly over G lanes: lane g ends with sum over lanes of p[g] */
-template <int G, int HALF>
-__device__ __forceinline__ void butterfly (float *p, int g)
-{
-  if constexpr (HALF >= 1) {
-    const bool upper = (g & HALF) != 0;
-#pragma unroll
-    for (int i = 0; i < HALF; i++) {
-      float send = upper ? p[i] : p[i + HALF];
-      float keep = upper ? p[i + HALF] : p[i];
-      p[i] = keep + __shfl_xor_sync (0xffffffffu, send, HALF, G);
-    }
-    butterfly<G, HALF / 2> (p, g);
-  }
-}
+using scan::kThreads;
+using scan::tile_steps;
+using scan::ScanParams;
+using scan::ScanFn;
+using scan::butterfly;
 
 /* V2: per-thread base pointers and 32-bit signed per-step offsets instead of
  * 64-bit row arithmetic for every access, a branch-free softplus, and a
@@ -356,8 +339,6 @@ scan_kernel (ScanParams sp)
   }
 }
 
-typedef void (*ScanFn) (ScanParams);
-
 template <typename T, typename TG, int N, int G, int RV, int KP, bool S>
 ScanFn pick_v (int ver)
 {
@@ -431,20 +412,21 @@ ScanFn pick (VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp, int ver)
   return nullptr;
 }
 
-/* VIM_CUDA_SCAN_VERSION=1 or 2: an earlier kernel, kept for A/B timing
- * (bench/scan-ab-device.sh); VIM_CUDA_SCAN_V1=1 is the older spelling of 1 */
+/* VIM_CUDA_SCAN_VERSION=1, 2 or 3: an earlier kernel, kept for A/B timing
+ * (bench/scan-ab-device.sh); VIM_CUDA_SCAN_V1=1 is the older spelling of 1.
+ * VimkScanArgs.version, when set, wins (the tests run every version). */
 int scan_version ()
 {
   static int v = 0;
   if (v == 0) {
     const char *e = getenv ("VIM_CUDA_SCAN_VERSION");
     const char *e1 = getenv ("VIM_CUDA_SCAN_V1");
-    if (e != nullptr && (e[0] == '1' || e[0] == '2') && e[1] == '\0')
+    if (e != nullptr && e[0] >= '1' && e[0] <= '4' && e[1] == '\0')
       v = e[0] - '0';
     else if (e1 != nullptr && e1[0] != '\0' && e1[0] != '0')
       v = 1;
     else
-      v = 3;
+      v = 4;
   }
   return v;
 }
@@ -556,17 +538,38 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
     sp.summ = (float *) workspace;
     sp.summS = sp.summ + (size_t) a->nseq * 2 * P * a->E * a->N;
   }
-  /* V2 and V3 take 32-bit offsets within a sequence */
-  int ver = (int64_t) a->L * std::max (std::max (a->ld_xy, a->ld_gate), (int64_t) a->ldd)
-      < ((int64_t) 1 << 31) ? scan_version () : 1;
+  /* V2-V4 take 32-bit offsets within a sequence */
+  int ver = a->version >= 1 && a->version <= 4 ? a->version : scan_version ();
+  if ((int64_t) a->L * std::max (std::max (a->ld_xy, a->ld_gate), (int64_t) a->ldd)
+      >= ((int64_t) 1 << 31))
+    ver = 1;
   if (ver >= 3 && a->ldd > 128)
-    ver = 2;                                  /* V3 stages rows of <= 32 float4 */
-  ScanFn main_fn = pick<false> (dt, gdt, a->N, G, a->r_pad / 4, kp, ver);
-  ScanFn sum_fn = P > 1 ? pick<true> (dt, gdt, a->N, G, a->r_pad / 4, kp, ver) : nullptr;
+    ver = 2;                                  /* V3 and V4 stage rows of <= 32 float4 */
+  ScanFn main_fn = nullptr, sum_fn = nullptr;
+  size_t smem = 0;
+  if (ver == 4 && scan::v4_fits (a, dt, gdt, G)) {
+    /* V4's own choice: 2 of 16 exponentials on the FMA pipes where one lane
+     * per chain with a short dt_proj row leaves the special-function unit
+     * the bound (16-bit, Vim-Ti: 3.5% faster at batch 128-256 on an H200;
+     * Vim-S and Vim-B, whose longer rows make the kernel issue-bound,
+     * 3% slower; bench/RESULTS.md) */
+    if (a->poly_exps < 0 && G == 1 && a->N == 16 && a->r_pad <= 16 && dt != VIMK_F32)
+      kp = 2;
+    main_fn = scan::v4_kernel (false, dt, gdt, a->N, G, a->r_pad / 4, kp);
+    sum_fn = P > 1 ? scan::v4_kernel (true, dt, gdt, a->N, G, a->r_pad / 4, kp) : nullptr;
+    smem = scan::v4_smem_bytes (dt, gdt, G, a->ldd);
+  }
+  if (main_fn == nullptr || (P > 1 && sum_fn == nullptr)) {
+    ver = std::min (ver, 3);                  /* V4 has no kernel for this: V3 */
+    if (a->poly_exps < 0)
+      kp = 0;
+    main_fn = pick<false> (dt, gdt, a->N, G, a->r_pad / 4, kp, ver);
+    sum_fn = P > 1 ? pick<true> (dt, gdt, a->N, G, a->r_pad / 4, kp, ver) : nullptr;
+    smem = (size_t) (kThreads / 32) * 2 * tt * a->ldd * sizeof (float);
+  }
   if (main_fn == nullptr || (P > 1 && sum_fn == nullptr))
     return cudaErrorInvalidValue;
   const int cpb = kThreads / G;
-  const size_t smem = (size_t) (kThreads / 32) * 2 * tt * a->ldd * sizeof (float);
   if (smem > 48 * 1024) {
     cudaError_t e = cudaFuncSetAttribute ((const void *) main_fn,
         cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);

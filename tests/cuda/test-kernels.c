@@ -139,6 +139,8 @@ test_conv (int dt, int nseq, int L, int E, int K, int xz_dt)
 }
 
 /* ---- scan ---- */
+static int scan_version;              /* VimkScanArgs.version of the next test_scan */
+
 static void
 test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, int thr,
     int chunks, int gdt)
@@ -207,7 +209,7 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
     .nseq = nseq, .L = L, .E = E, .N = N, .R = R, .r_pad = r_pad,
     .dbl = ddbl, .ldd = ldd, .b_off = b_off, .gate = dgate, .ld_gate = 2 * E,
     .gate_dtype = gdt, .xy = dxy, .ld_xy = 2 * E, .A2 = dA2, .Wdt = dWdt, .bdt = dbdt,
-    .Dv = dDv, .lanes = lanes, .chunks = chunks, .poly_exps = poly,
+    .Dv = dDv, .lanes = lanes, .chunks = chunks, .poly_exps = poly, .version = scan_version,
   };
   int G = 0, P = 0;
   vimk_scan_plan (nseq, L, E, N, lanes, chunks, &G, &P);
@@ -219,11 +221,12 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
   void *out = malloc (rows * 2 * E * tu_size (dt));
   dev_download (out, dxy, rows * 2 * E * tu_size (dt));
   double err = rel_err (dt, out, ref, rows * 2 * E);
-  CHECK (err <= out_tol[dt], "scan %s (gate %s) nseq=%d L=%d E=%d N=%d R=%d lanes=%d(%d) "
-      "chunks=%d(%d) poly=%d: rel err %.3g", tu_dt_names[dt], tu_dt_names[gdt], nseq, L, E, N, R,
-      lanes, G, chunks, P, poly, err);
-  printf ("scan %s (gate %s) nseq=%d L=%d E=%d N=%d R=%d lanes=%d(%d) chunks=%d(%d) poly=%d: %.2e\n",
-      tu_dt_names[dt], tu_dt_names[gdt], nseq, L, E, N, R, lanes, G, chunks, P, poly, err);
+  CHECK (err <= out_tol[dt], "scan v%d %s (gate %s) nseq=%d L=%d E=%d N=%d R=%d lanes=%d(%d) "
+      "chunks=%d(%d) poly=%d: rel err %.3g", scan_version, tu_dt_names[dt], tu_dt_names[gdt], nseq,
+      L, E, N, R, lanes, G, chunks, P, poly, err);
+  printf ("scan v%d %s (gate %s) nseq=%d L=%d E=%d N=%d R=%d lanes=%d(%d) chunks=%d(%d) poly=%d: %.2e\n",
+      scan_version, tu_dt_names[dt], tu_dt_names[gdt], nseq, L, E, N, R, lanes, G, chunks, P, poly,
+      err);
   if (dws)
     cudaFree (dws);
   cudaFree (ddbl); cudaFree (dgate); cudaFree (dxy); cudaFree (dA2); cudaFree (dWdt);
@@ -402,6 +405,23 @@ main (void)
     test_scan (dt, 1, 1000, 24, 16, 12, 0, -1, -1, 0, dt);
     if (dt == 2)
       test_scan (dt, 2, 53, 44, 16, 12, 2, 0, -1, 2, 0);
+    /* V4 runs only where E is a multiple of 32 (else V3 does): V3 and V4 on
+     * every lane split V4 has, chunked runs, dt_proj rows of 12/24/48, the
+     * polynomial exponentials, a warp past E (E = 96 in blocks of 128
+     * chains), bf16 with an fp32 gate and the planner's own choice */
+    for (scan_version = 3; scan_version <= 4; scan_version++) {
+      for (int lanes = 1; lanes <= 8; lanes *= 2)
+        test_scan (dt, 2, 53, 64, 16, 12, lanes, 0, -1, 1, dt);
+      test_scan (dt, 2, 301, 64, 16, 24, 1, 0, -1, 4, dt);
+      test_scan (dt, 2, 301, 64, 16, 24, 4, 0, -1, 9, dt);
+      test_scan (dt, 1, 77, 96, 16, 48, 1, 0, 5, 1, dt);
+      test_scan (dt, 1, 77, 96, 16, 48, 8, 0, -1, 3, dt);
+      test_scan (dt, 2, 53, 64, 16, 12, 1, scan_version == 4 && dt != 0 ? 2 : 3, -1, 1, dt);
+      if (dt == 2)
+        test_scan (dt, 2, 53, 64, 16, 12, 1, 0, -1, 2, 0);
+      test_scan (dt, 3, 40, 64, 16, 12, 0, -1, -1, 0, dt);
+    }
+    scan_version = 0;
   }
   {
     /* unsupported tuning is refused, not launched */

@@ -117,6 +117,9 @@ typedef struct {
    * FMA pipes (-1 = choose, 0 = all on the special-function unit). */
   int lanes, chunks;
   int poly_exps;
+  /* kernel version (1-4; 0 = VIM_CUDA_SCAN_VERSION or the newest); a
+   * version that cannot run these arguments falls back to an older one */
+  int version;
 } VimkScanArgs;
 
 /* The work split vimk_scan uses for these sizes (lanes/chunks 0 = choose). */

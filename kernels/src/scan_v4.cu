@@ -1,0 +1,388 @@
+/* Selective scan V4: V3's algorithm (scan.cu: chains, lanes, chunks, the
+ * staged per-token rows) with a warp's u and gate rows staged through shared
+ * memory with cp.async like the dt/B/C rows, and its outputs written back a
+ * tile at a time from there.
+ *
+ * Why. ncu of V3 on an H200 (Vim-Ti 224, a pass of 128 images): the scan is
+ * issue-bound, ~200 warp instructions per step of 32 chains against ~130 of
+ * arithmetic, and 128 registers per thread leave 16 warps per SM, so the
+ * 768 blocks run in 1.45 waves. The lanes' u and gate prefetch (2 x 2 x 8
+ * registers) and their per-element 64-bit address arithmetic were most of
+ * the excess. Here a warp copies its TT x 32/G u and gate values with one or
+ * two 16-byte cp.async per lane, reads them from shared memory per step,
+ * writes y over u there and stores the tile with 16-byte stores: fewer
+ * instructions, fewer registers, more resident warps.
+ *
+ * V4 needs the channel count to be a multiple of 32 (a warp's channels all
+ * exist) and rows aligned for its copies; vimk_scan falls back to V3
+ * otherwise (v4_fits). N = 16 and lanes 1, 2, 4, 8 only. KP of a lane's
+ * exponentials may use a short polynomial on the FMA pipes (16-bit
+ * activations, one lane per chain).
+ */
+#include "scan_common.cuh"
+#include <cuda_pipeline.h>
+#include <algorithm>
+
+namespace vimk {
+namespace scan {
+namespace {
+
+/* a warp's u (or gate) row of one step: its 32 / G channels */
+template <typename E, int G>
+__host__ __device__ constexpr int row_bytes () { return (32 / G) * (int) sizeof (E); }
+template <typename E, int G>
+__host__ __device__ constexpr int copy_bytes () { return row_bytes<E, G> () < 16 ? row_bytes<E, G> () : 16; }
+
+/* Blocks of 128 per SM the register cap aims at (ptxas, sm_90): one lane
+ * per chain with dt_proj rows of <= 16 floats fits 80 registers without
+ * spills (6 blocks; V3: 4), 96 with the polynomial (5); rows of <= 32
+ * floats spill at 96, so 4 (128 registers); rows of 64 (Vim-B) take 3. */
+template <int G, int RV, int KP>
+__host__ __device__ constexpr int v4_min_blocks ()
+{
+  return RV > 8 ? 3 : G == 1 && RV <= 4 ? (KP == 0 ? 6 : 5) : 4;
+}
+
+template <int B> struct Chunk;
+template <> struct Chunk<16> { typedef int4 type; };
+template <> struct Chunk<8> { typedef int2 type; };
+template <> struct Chunk<4> { typedef int type; };
+
+/* cp.async the warp's rows of steps t0 .. t0 + TT - 1 (rows past nvalid
+ * repeat the last valid one) into dst[TT][32 / G] */
+template <typename E, int G, int TT>
+__device__ __forceinline__ void stage_rows (E *dst, const E *src0, int stride, int nvalid, int lane)
+{
+  constexpr int CW = 32 / G, CS = copy_bytes<E, G> (), CPR = row_bytes<E, G> () / CS;
+  constexpr int EPC = CS / (int) sizeof (E), NC = TT * CPR;
+#pragma unroll
+  for (int i = 0; i < (NC + 31) / 32; i++) {
+    const int q = lane + 32 * i;
+    if (NC % 32 == 0 || q < NC) {
+      const int r = q / CPR, j = q - r * CPR;
+      const int rs = min (r, nvalid - 1);
+      __pipeline_memcpy_async (dst + r * CW + j * EPC, src0 + rs * stride + j * EPC, CS);
+    }
+  }
+}
+
+/* store rows 0 .. nvalid - 1 of src[TT][32 / G] to the warp's global rows */
+template <typename E, int G, int TT>
+__device__ __forceinline__ void flush_rows (E *dst0, int stride, const E *src, int nvalid, int lane)
+{
+  constexpr int CW = 32 / G, CS = copy_bytes<E, G> (), CPR = row_bytes<E, G> () / CS;
+  constexpr int EPC = CS / (int) sizeof (E), NC = TT * CPR;
+  typedef typename Chunk<CS>::type V;
+#pragma unroll
+  for (int i = 0; i < (NC + 31) / 32; i++) {
+    const int q = lane + 32 * i;
+    const int r = q / CPR, j = q - r * CPR;
+    if ((NC % 32 == 0 || q < NC) && r < nvalid)
+      *(V *) (dst0 + r * stride + j * EPC) = *(const V *) (src + r * CW + j * EPC);
+  }
+}
+
+/* 2^x for x = d * a <= 0 on the FMA/ALU pipes, for 16-bit activations:
+ * nearest integer j by the 1.5 * 2^23 trick (inputs clamped at -125),
+ * degree-4 Taylor polynomial of 2^f on f in [-0.5, 0.5] (relative error
+ * < 7e-5, 7x below fp16's rounding), j added to the exponent bits. */
+__device__ __forceinline__ float ex2_poly16 (float d, float a)
+{
+  const float magic = 12582912.f;       /* 1.5 * 2^23 */
+  const float t = fmaxf (fmaf (d, a, magic), magic - 125.f);
+  const float j = t - magic;
+  const float f = fmaf (d, a, -j);
+  float p = 9.6181291076284772e-3f;
+  p = fmaf (p, f, 5.5504108664821580e-2f);
+  p = fmaf (p, f, 2.4022650695910071e-1f);
+  p = fmaf (p, f, 6.9314718055994531e-1f);
+  p = fmaf (p, f, 1.0f);
+  return __int_as_float (__float_as_int (p) + (__float_as_int (t) << 23));
+}
+
+template <typename T, typename TG, int G>
+__host__ __device__ constexpr size_t warp_bytes (int ldd)
+{
+  return (size_t) 2 * tile_steps (G) * ((size_t) ldd * 4 + row_bytes<T, G> () + row_bytes<TG, G> ());
+}
+
+template <typename T, typename TG, int N, int G, int RV, int KP, bool SUMMARY>
+__global__ void __launch_bounds__ (kThreads, (v4_min_blocks<G, RV, KP> ()))
+scan_v4 (ScanParams sp)
+{
+  constexpr int NS = N / G;
+  constexpr int TT = tile_steps (G);
+  constexpr int PER = TT / G;                 /* steps per lane per tile */
+  constexpr int CW = 32 / G;                  /* chains (channels) per warp */
+  const VimkScanArgs &a = sp.a;
+  extern __shared__ float4 smem4[];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane % G;
+  const int cw = lane / G;                    /* this chain among the warp's */
+  const int c_w0 = blockIdx.x * (kThreads / G) + warp * CW;
+  if (c_w0 >= a.E)
+    return;                                   /* E % 32 == 0: whole warps only */
+  const int c = c_w0 + cw;
+  const int dir = blockIdx.y & 1;
+  const int k = blockIdx.y >> 1;              /* chunk in scan order */
+  const int seq = blockIdx.z;
+  const int L = a.L, E = a.E, ldd = a.ldd;
+  const int s0 = k * sp.Tc;
+  const int s1 = min (L, s0 + sp.Tc);
+  if (SUMMARY && k == sp.P - 1)
+    return;                                   /* the last chunk's end state is never needed */
+
+  /* token at scan step s = base + s * stride (stride negative backward) */
+  const int64_t rows = (int64_t) a.nseq * L;
+  const int64_t row0 = (int64_t) seq * L + (dir ? L - 1 : 0);
+  const float *dbl0 = a.dbl + (int64_t) dir * rows * ldd + row0 * ldd;
+  const int dstr = dir ? -ldd : ldd;
+  T *xyw = (T *) a.xy + row0 * a.ld_xy + (int64_t) dir * E + c_w0;
+  const int xstr = (int) (dir ? -a.ld_xy : a.ld_xy);
+  const TG *gw = (const TG *) a.gate + row0 * a.ld_gate + c_w0;
+  const int gstr = (int) (dir ? -a.ld_gate : a.ld_gate);
+  const int64_t pc = (int64_t) dir * E + c;   /* parameter row */
+
+  float A2[NS], h[NS];
+#pragma unroll
+  for (int i = 0; i < NS; i++) {
+    A2[i] = a.A2[pc * N + g * NS + i];
+    h[i] = 0.f;
+  }
+  if (!SUMMARY && k > 0) {
+    /* fold the summaries of chunks 0 .. k-1 into the starting state */
+    const int64_t sbase = ((int64_t) seq * 2 + dir) * sp.P;
+    for (int j = 0; j < k; j++) {
+      const float S = sp.summS[(sbase + j) * E + c];
+      const float *he = sp.summ + ((sbase + j) * E + c) * N + g * NS;
+#pragma unroll
+      for (int i = 0; i < NS; i++)
+        h[i] = fmaf (ex2_mufu (S * A2[i]), h[i], he[i]);
+    }
+  }
+  const int rv = a.r_pad / 4;
+  float4 wd[RV];
+  const float4 *wrow = (const float4 *) (a.Wdt + pc * a.r_pad);
+#pragma unroll
+  for (int i = 0; i < RV; i++)
+    wd[i] = i < rv ? wrow[i] : make_float4 (0.f, 0.f, 0.f, 0.f);
+  const float bdt = a.bdt[pc];
+  const float Dv = a.Dv[pc];
+  float Ssum = 0.f;
+
+  /* this warp's buffers: dt/B/C rows [2][TT][ldd] floats, u [2][TT][CW],
+   * gate [2][TT][CW] */
+  char *wbase = (char *) smem4 + (size_t) warp * warp_bytes<T, TG, G> (ldd);
+  float *stage = (float *) wbase;
+  T *su = (T *) (stage + 2 * TT * ldd);
+  TG *sg = (TG *) (su + 2 * TT * CW);
+
+  /* dt/B/C rows: lane copies float4 column lc of rows lr, lr + rpi, ...
+   * (ldd <= 128, checked at launch) */
+  const int q4 = ldd / 4;
+  const int rpi = 32 / q4;
+  const int lr = lane / q4, lc = lane - lr * q4;
+  auto stage_tile = [&] (int t0, int buf) {
+    const int nv = s1 - t0;
+    float *dst = stage + buf * TT * ldd + lc * 4;
+    const float *src = dbl0 + t0 * dstr + lc * 4;
+    if (lr < rpi)
+      for (int r = lr; r < TT; r += rpi)
+        __pipeline_memcpy_async (dst + r * ldd, src + min (r, nv - 1) * dstr, 16);
+    stage_rows<T, G, TT> (su + buf * TT * CW, xyw + t0 * xstr, xstr, nv, lane);
+    if (!SUMMARY)
+      stage_rows<TG, G, TT> (sg + buf * TT * CW, gw + t0 * gstr, gstr, nv, lane);
+    __pipeline_commit ();
+  };
+
+  stage_tile (s0, 0);
+  int buf = 0;
+  for (int t0 = s0; t0 < s1; t0 += TT) {
+    if (t0 + TT < s1) {
+      stage_tile (t0 + TT, buf ^ 1);
+      __pipeline_wait_prior (1);
+    } else {
+      __pipeline_wait_prior (0);
+    }
+    __syncwarp ();
+    const float *tile = stage + buf * TT * ldd;
+    T *tu = su + buf * TT * CW;
+    const TG *tg = sg + buf * TT * CW;
+
+#pragma unroll
+    for (int m = 0; m < PER; m++) {
+      const int r = m * G + g;                /* this lane's step in the tile */
+      const bool valid = t0 + r < s1;
+      const float4 *dt4 = (const float4 *) (tile + r * ldd);
+      float acc0 = bdt, acc1 = 0.f;
+#pragma unroll
+      for (int i = 0; i < RV; i++) {
+        if (i < rv) {
+          float4 v = dt4[i];
+          acc0 = fmaf (v.x, wd[i].x, acc0);
+          acc1 = fmaf (v.y, wd[i].y, acc1);
+          acc0 = fmaf (v.z, wd[i].z, acc0);
+          acc1 = fmaf (v.w, wd[i].w, acc1);
+        }
+      }
+      float delta = 0.f;
+      if (valid) {
+        if constexpr (sizeof (T) == 2)
+          delta = softplus_lg2 (acc0 + acc1);
+        else
+          delta = softplus_f (acc0 + acc1);
+      }
+      const float u = Cvt<T>::load (tu[r * CW + cw]);
+      const float du = delta * u;
+      if (SUMMARY)
+        Ssum += delta;
+
+      float p[G];
+#pragma unroll
+      for (int j = 0; j < G; j++) {
+        float dj, duj;
+        if (G == 1) {
+          dj = delta;
+          duj = du;
+        } else {
+          dj = __shfl_sync (0xffffffffu, delta, j, G);
+          duj = __shfl_sync (0xffffffffu, du, j, G);
+        }
+        const float *bc = tile + (m * G + j) * ldd + a.b_off + g * NS;
+        float Bv[NS], Cv[NS];
+#pragma unroll
+        for (int i = 0; i < NS; i += 4) {
+          float4 b4 = *(const float4 *) (bc + i);
+          Bv[i] = b4.x; Bv[i + 1] = b4.y; Bv[i + 2] = b4.z; Bv[i + 3] = b4.w;
+          if (!SUMMARY) {
+            float4 c4 = *(const float4 *) (bc + N + i);
+            Cv[i] = c4.x; Cv[i + 1] = c4.y; Cv[i + 2] = c4.z; Cv[i + 3] = c4.w;
+          }
+        }
+        float pa = 0.f, pb = 0.f;
+#pragma unroll
+        for (int i = 0; i < NS; i++) {
+          const float dA = i < KP ? ex2_poly16 (dj, A2[i]) : ex2_mufu (dj * A2[i]);
+          h[i] = fmaf (dA, h[i], duj * Bv[i]);
+          if (!SUMMARY) {
+            if (i & 1)
+              pb = fmaf (Cv[i], h[i], pb);
+            else
+              pa = fmaf (Cv[i], h[i], pa);
+          }
+        }
+        p[j] = pa + pb;
+      }
+      if (!SUMMARY) {
+        butterfly<G, G / 2> (p, g);
+        /* y replaces u in the tile (rows past s1 are not stored) */
+        tu[r * CW + cw] = Cvt<T>::store ((p[0] + Dv * u) * Cvt<TG>::load (tg[r * CW + cw]));
+      }
+    }
+    if (!SUMMARY) {
+      __syncwarp ();
+      flush_rows<T, G, TT> (xyw + t0 * xstr, xstr, tu, s1 - t0, lane);
+    }
+    __syncwarp ();
+    buf ^= 1;
+  }
+
+  if (SUMMARY) {
+#pragma unroll
+    for (int o = G / 2; o >= 1; o /= 2)
+      Ssum += __shfl_xor_sync (0xffffffffu, Ssum, o, G);
+    const int64_t idx = ((int64_t) seq * 2 + dir) * sp.P + k;
+    float *he = sp.summ + (idx * E + c) * N + g * NS;
+#pragma unroll
+    for (int i = 0; i < NS; i++)
+      he[i] = h[i];
+    if (g == 0)
+      sp.summS[idx * E + c] = Ssum;
+  }
+}
+
+template <typename T, typename TG, int G, int RV, bool S>
+ScanFn pick_kp (int kp)
+{
+  if constexpr (G == 1 && sizeof (T) == 2) {
+    if (kp == 2)
+      return scan_v4<T, TG, 16, G, RV, 2, S>;
+  }
+  return kp == 0 ? scan_v4<T, TG, 16, G, RV, 0, S> : nullptr;
+}
+
+template <typename T, typename TG, int G, bool S>
+ScanFn pick_rv (int rv, int kp)
+{
+  if (rv <= 4)
+    return pick_kp<T, TG, G, 4, S> (kp);
+  if (rv <= 8)
+    return pick_kp<T, TG, G, 8, S> (kp);
+  if (rv <= 16)
+    return pick_kp<T, TG, G, 16, S> (kp);
+  return nullptr;
+}
+
+template <typename T, typename TG, bool S>
+ScanFn pick_g (int G, int rv, int kp)
+{
+  switch (G) {
+    case 1: return pick_rv<T, TG, 1, S> (rv, kp);
+    case 2: return pick_rv<T, TG, 2, S> (rv, kp);
+    case 4: return pick_rv<T, TG, 4, S> (rv, kp);
+    case 8: return pick_rv<T, TG, 8, S> (rv, kp);
+    default: return nullptr;
+  }
+}
+
+template <bool S>
+ScanFn pick_types (VimkDType dt, VimkDType gdt, int G, int rv, int kp)
+{
+  if (gdt == dt) {
+    switch (dt) {
+      case VIMK_F32: return pick_g<float, float, S> (G, rv, kp);
+      case VIMK_F16: return pick_g<__half, __half, S> (G, rv, kp);
+      case VIMK_BF16: return pick_g<__nv_bfloat16, __nv_bfloat16, S> (G, rv, kp);
+    }
+  } else if (dt == VIMK_BF16 && gdt == VIMK_F32) {
+    return pick_g<__nv_bfloat16, float, S> (G, rv, kp);
+  }
+  return nullptr;
+}
+
+size_t dtype_size (VimkDType t) { return t == VIMK_F32 ? 4 : 2; }
+
+} // namespace
+
+ScanFn
+v4_kernel (bool summary, VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp)
+{
+  if (N != 16)
+    return nullptr;
+  return summary ? pick_types<true> (dt, gdt, G, rv, kp) : pick_types<false> (dt, gdt, G, rv, kp);
+}
+
+bool
+v4_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int G)
+{
+  if (a->E % 32 != 0 || a->ldd > 128 || G < 1 || G > 8)
+    return false;
+  /* the widest copy of a row must divide every offset: base, channel block
+   * (a multiple of 32 / G channels), the backward half (E) and the pitch */
+  const size_t cs_u = std::min ((size_t) 16, (size_t) (32 / G) * dtype_size (dt));
+  const size_t cs_g = std::min ((size_t) 16, (size_t) (32 / G) * dtype_size (gdt));
+  return (uintptr_t) a->xy % cs_u == 0 && (a->E * dtype_size (dt)) % cs_u == 0
+      && (a->ld_xy * dtype_size (dt)) % cs_u == 0
+      && (uintptr_t) a->gate % cs_g == 0 && (a->ld_gate * dtype_size (gdt)) % cs_g == 0;
+}
+
+size_t
+v4_smem_bytes (VimkDType dt, VimkDType gdt, int G, int ldd)
+{
+  const size_t tt = tile_steps (G);
+  const size_t cw = 32 / G;
+  return (size_t) (kThreads / 32) * 2 * tt * ((size_t) ldd * 4 + cw * dtype_size (dt) + cw * dtype_size (gdt));
+}
+
+} // namespace scan
+} // namespace vimk
