@@ -28,9 +28,9 @@
  *
  * vim_runner_segment then upsamples, reduces and counts per mask pixel on
  * the GPU (vimk_seg_masks). Images go
- * through the layers in passes of about 32k tokens, so the workspace (one
- * layer's activations for one pass) is independent of depth and bounded in
- * the batch. Tuning knobs for bench/ (environment, read when a runner is
+ * through the layers in passes of about 32k tokens (up to 256 images of
+ * <= 256 tokens), so the workspace (one layer's activations for one pass)
+ * is independent of depth and bounded in the batch. Tuning knobs for bench/ (environment, read when a runner is
  * made): VIM_CUDA_PASS_TOKENS, VIM_CUDA_SCAN_LANES, VIM_CUDA_SCAN_CHUNKS,
  * VIM_CUDA_SCAN_POLY, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1, VIM_CUDA_GEMM=lt
  * or tuned (cuBLASLt, gemm_cuda.c; default cuBLAS) and, read by the kernels,
@@ -1634,14 +1634,23 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
   if (cr->w == NULL)
     return FALSE;
 
-  /* Images per pass: about 32k tokens. Measured on an H100 (Vim-Ti fp16,
-   * batch 256): passes of 15 / 29 / 86 / 256 images took 41 / 27 / 21 / 20 ms,
-   * i.e. parallelism and GEMM efficiency matter more than keeping a pass in
-   * L2; at 1248 px passes of 1 / 2 / 4 / 8 images took 35 / 33 / 33 / 31 ms. */
+  /* Images per pass: about 32k tokens, and for short sequences (<= 256
+   * tokens, e.g. 224 px) up to 256 images within 64k tokens. Measured on an
+   * H100 (Vim-Ti fp16, batch 256): passes of 15 / 29 / 86 / 256 images took
+   * 41 / 27 / 21 / 20 ms, i.e. parallelism and GEMM efficiency matter more
+   * than keeping a pass in L2; at 1248 px passes of 1 / 2 / 4 / 8 images
+   * took 35 / 33 / 33 / 31 ms. With scan V4 on an H200, batch 256 in one
+   * pass against 2 x 128: Vim-Ti 11.93 / 12.54 ms, Vim-S 24.61 / 25.35, for
+   * 1.1 (Ti) and 1.9 (S) MiB of workspace per image, still below DeiT's
+   * activations at that batch (bench/RESULTS.md). */
   long long tokens = env_int ("VIM_CUDA_PASS_TOKENS", 0);
-  if (tokens <= 0)
-    tokens = 32768;
-  long long imgs = tokens / c->seq_len;
+  long long imgs;
+  if (tokens > 0)
+    imgs = tokens / c->seq_len;
+  else if (c->seq_len <= 256)
+    imgs = MAX (32768 / c->seq_len, MIN (256, 65536 / c->seq_len));
+  else
+    imgs = 32768 / c->seq_len;
   cr->pass_images = (int) CLAMP (imgs, 1, 4096);
   cr->scan_lanes = env_int ("VIM_CUDA_SCAN_LANES", 0);
   cr->scan_chunks = env_int ("VIM_CUDA_SCAN_CHUNKS", 0);

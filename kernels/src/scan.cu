@@ -453,9 +453,10 @@ vimk_scan_supported (int N, int R)
   return 0;
 }
 
-extern "C" void
-vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
-    int *lanes_out, int *chunks_out)
+/* The plan before V4 (and still where one of lanes/chunks is forced, or for
+ * chains of 257-4095 steps, where V4 measured no better plan). */
+static void
+plan_v3 (int nseq, int L, int E, int N, int lanes, int chunks, int *lanes_out, int *chunks_out)
 {
   /* about 16 warps per SM (4 blocks of 128, what the register cap lets
    * reside): lanes up to 4 first, then chunks of at least 64 steps, then up
@@ -492,6 +493,50 @@ vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
       Q *= 2;
     if (chains * G * Q > 2 * target)
       P = Q;
+  }
+  *lanes_out = G;
+  *chunks_out = P;
+}
+
+extern "C" void
+vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
+    int *lanes_out, int *chunks_out)
+{
+  /* With V4 (one lane per chain the cheapest per state-step) the best plans
+   * measured on an H200 keep the launch within about one wave of 4 blocks
+   * of 128 per SM, and once chunks are needed prefer them to lanes
+   * (bench/RESULTS.md, "Scan plan for V4"; forward fp16 ms, old plan ->
+   * this one): Vim-Ti 224 batch 64 2x1 -> 1x1 3.84 -> 3.31, batch 32 4x1
+   * -> 2x1 2.41 -> 2.10, batch 1 8x4 -> 4x16 0.765 -> 0.669, Vim-B 224
+   * batch 1 4x4 -> 2x8 1.50 -> 1.28, Vim-Ti 1248 batch 8 (passes of 4)
+   * 4x16 -> 1x16 22.8 -> 18.8. */
+  if (lanes > 0 || chunks > 0) {
+    plan_v3 (nseq, L, E, N, lanes, chunks, lanes_out, chunks_out);
+    return;
+  }
+  const int64_t wave = (int64_t) sm_count () * 512;
+  const int64_t chains = (int64_t) nseq * 2 * E;
+  const int gmax = std::min (8, N);
+  int G = 1, P = 1;
+  if (chains * std::min (4, gmax) >= wave / 2 || L < 24) {
+    /* no chunks: the fewest lanes (<= 4) that fill half a wave */
+    while (G < 4 && G < gmax && chains * G < wave / 2)
+      G *= 2;
+  } else if (L >= 4096) {
+    /* very long chains: one lane, chunks of >= 128 steps up to 3/4 wave */
+    while (P < 64 && (L / (P * 2)) >= 128 && chains * P * 2 <= wave * 3 / 4)
+      P *= 2;
+  } else if (L <= 256) {
+    /* short chains: 2 lanes, chunks of >= 12 steps within one wave, then
+     * lanes up to 4 */
+    G = std::min (2, gmax);
+    while (P < 64 && (L / (P * 2)) >= 12 && chains * G * P * 2 <= wave)
+      P *= 2;
+    while (G < 4 && G < gmax && chains * G * 2 * P <= wave)
+      G *= 2;
+  } else {
+    plan_v3 (nseq, L, E, N, lanes, chunks, lanes_out, chunks_out);
+    return;
   }
   *lanes_out = G;
   *chunks_out = P;
