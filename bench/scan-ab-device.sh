@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A/B of the scan kernel versions on one card, then correctness phases.
 #   BUILD=build-perf bash bench/scan-ab-device.sh [PHASE...]   (phases of tests/cuda/device-run.sh;
-#   default: kernels fixtures-quick top1). Versions: VIM_CUDA_SCAN_VERSION=1 or 2 (V1, V2),
-#   default (V3); VERSIONS="1 2 3" picks which to time (default "2 3").
+#   default: kernels fixtures-quick top1). Versions: VIM_CUDA_SCAN_VERSION=1, 2, 3 (V1-V3) or 4
+#   (V4, the default); VERSIONS="1 2 3 4" picks which to time (default "3 4").
 #   Carry build-perf/{engine,tests/cuda,tests/engine,bench} and .cuda-libs (tests/cuda/pack-libs.sh).
 set -u
 B=${BUILD:-build-perf}; O=${OUT:-/tmp/vim-out}; mkdir -p $O
@@ -16,7 +16,7 @@ wait
 t0=$(date +%s)
 {
 for round in 1 2; do
-  for n in ${VERSIONS:-2 3}; do
+  for n in ${VERSIONS:-3 4}; do
     v="VIM_CUDA_SCAN_VERSION=$n"
     env $v timeout 40 $B/bench/vim-bench --model $M/ti.safetensors --batches 1,256 --seconds 0.3 --label "Ti $v r$round"
     env $v timeout 30 $B/bench/vim-bench --model $M/s.safetensors --batches 256 --seconds 0.3 --label "S $v r$round"

@@ -109,6 +109,9 @@ for phase in "$@"; do
         compute-sanitizer --tool $tool --error-exitcode 9 $B/tests/cuda/test-cuda-runner --model $f2 \
           --cpu-batch 1 --batch 3 --classify 2>&1 | tail -4
         echo "rc=${PIPESTATUS[0]} ($tool runner)"
+        # every scan version, lane split and chunking at small sizes
+        compute-sanitizer --tool $tool --error-exitcode 9 $B/tests/cuda/test-kernels 2>&1 | tail -2
+        echo "rc=${PIPESTATUS[0]} ($tool test-kernels)"
       done; } >> "$O/log-sanitize.txt" 2>&1 ;;
   bench-quick)
     { stamp bench-quick
