@@ -199,20 +199,20 @@ plan_choose (VimGemm *g, GemmPlan *p, const VimGemmArgs *a, cudaStream_t stream,
   CKL (cublasLtMatmulPreferenceCreate (&pref), "a preference");
   uint64_t wsb = g->ws_bytes;
   uint32_t al[3] = { (uint32_t) p->key.align_a, (uint32_t) p->key.align_b, (uint32_t) p->key.align_c };
-  cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute (pref,
-      CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb);
-  if (s == CUBLAS_STATUS_SUCCESS)
-    s = cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
-        &al[0], sizeof al[0]);
-  if (s == CUBLAS_STATUS_SUCCESS)
-    s = cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-        &al[1], sizeof al[1]);
-  if (s == CUBLAS_STATUS_SUCCESS)
-    s = cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
-        &al[2], sizeof al[2]);
-  if (s == CUBLAS_STATUS_SUCCESS)
-    s = cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
-        &al[2], sizeof al[2]);
+  const struct {
+    cublasLtMatmulPreferenceAttributes_t attr;
+    const void *value;
+    size_t size;
+  } prefs[] = {
+    { CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb },
+    { CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al[0], sizeof al[0] },
+    { CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al[1], sizeof al[1] },
+    { CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al[2], sizeof al[2] },
+    { CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[2], sizeof al[2] },
+  };
+  cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
+  for (guint i = 0; i < G_N_ELEMENTS (prefs) && s == CUBLAS_STATUS_SUCCESS; i++)
+    s = cublasLtMatmulPreferenceSetAttribute (pref, prefs[i].attr, prefs[i].value, prefs[i].size);
   cublasLtMatmulHeuristicResult_t res[32];
   int n = 0;
   const int want = may_time && g->tune > 0 ? g->tune : 1;

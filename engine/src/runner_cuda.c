@@ -520,7 +520,6 @@ typedef struct {
   int scan_lanes, scan_chunks, scan_poly;  /* 0 / -1 = kernel's choice */
   gboolean profile;           /* VIM_CUDA_PROFILE: stage times of a forward */
   gboolean use_graphs;
-  int gemm_mode;              /* 0 cuBLAS, 1 cuBLASLt first candidate, 2 cuBLASLt tuned */
 
   /* device memory owned by the runner */
   void *blas_ws;
@@ -1608,9 +1607,9 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
    * candidate) or tuned (the fastest of cuBLASLt's first 16, timed once per
    * shape); the workspace is shared: one stream */
   const char *gm = g_getenv ("VIM_CUDA_GEMM");
-  cr->gemm_mode = g_strcmp0 (gm, "lt") == 0 ? 1 : g_strcmp0 (gm, "tuned") == 0 ? 2 : 0;
-  if (cr->gemm_mode > 0) {
-    cr->lt = vim_gemm_new (cr->gemm_mode == 2 ? 16 : 0, cr->blas_ws, cr->blas_ws_bytes, error);
+  if (g_strcmp0 (gm, "lt") == 0 || g_strcmp0 (gm, "tuned") == 0) {
+    cr->lt = vim_gemm_new (g_strcmp0 (gm, "tuned") == 0 ? 16 : 0, cr->blas_ws, cr->blas_ws_bytes,
+        error);
     if (cr->lt == NULL)
       return FALSE;
   }

@@ -250,13 +250,23 @@ scan_v4 (ScanParams sp)
         }
         const float *bc = tile + (m * G + j) * ldd + a.b_off + g * NS;
         float Bv[NS], Cv[NS];
+        if constexpr (NS % 4 == 0) {
 #pragma unroll
-        for (int i = 0; i < NS; i += 4) {
-          float4 b4 = *(const float4 *) (bc + i);
-          Bv[i] = b4.x; Bv[i + 1] = b4.y; Bv[i + 2] = b4.z; Bv[i + 3] = b4.w;
-          if (!SUMMARY) {
-            float4 c4 = *(const float4 *) (bc + N + i);
-            Cv[i] = c4.x; Cv[i + 1] = c4.y; Cv[i + 2] = c4.z; Cv[i + 3] = c4.w;
+          for (int i = 0; i < NS; i += 4) {
+            float4 b4 = *(const float4 *) (bc + i);
+            Bv[i] = b4.x; Bv[i + 1] = b4.y; Bv[i + 2] = b4.z; Bv[i + 3] = b4.w;
+            if (!SUMMARY) {
+              float4 c4 = *(const float4 *) (bc + N + i);
+              Cv[i] = c4.x; Cv[i + 1] = c4.y; Cv[i + 2] = c4.z; Cv[i + 3] = c4.w;
+            }
+          }
+        } else {
+          /* 8 lanes: 2 states each, not 16-byte aligned */
+#pragma unroll
+          for (int i = 0; i < NS; i++) {
+            Bv[i] = bc[i];
+            if (!SUMMARY)
+              Cv[i] = bc[N + i];
           }
         }
         float pa = 0.f, pb = 0.f;
