@@ -8,6 +8,7 @@
  *   xz (T)       = normed x W_in^T            (2E wide)    cuBLAS
  *   xc (T)       = SiLU(conv_f(x)) | SiLU(conv_b(x)),  z <- SiLU(z)    vimk_conv_gate
  *   dbl[d] (f32) = xc[d] x W_x[d]^T           (dt | B | C) cuBLAS strided batched, 2 directions
+ *                  (or both in one launch, vimk_conv_xproj: VIM_CUDA_CONV_XPROJ=1)
  *   xc <- y      = bidirectional scan (dt_proj, softplus, D, gate)    vimk_scan
  *   residual    += [y_f | y_b] x [W_out/2 | W_out/2]^T     cuBLAS, fp32 accumulate
  *
@@ -32,7 +33,7 @@
  * <= 256 tokens), so the workspace (one layer's activations for one pass)
  * is independent of depth and bounded in the batch. Tuning knobs for bench/ (environment, read when a runner is
  * made): VIM_CUDA_PASS_TOKENS, VIM_CUDA_SCAN_LANES, VIM_CUDA_SCAN_CHUNKS,
- * VIM_CUDA_SCAN_POLY, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1, VIM_CUDA_GEMM=lt
+ * VIM_CUDA_SCAN_POLY, VIM_CUDA_CONV_XPROJ=0, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1, VIM_CUDA_GEMM=lt
  * or tuned (cuBLASLt, gemm_cuda.c; default cuBLAS) and, read by the kernels,
  * VIM_CUDA_SCAN_VERSION=1/2/3 for an earlier scan.
  */
@@ -258,7 +259,7 @@ typedef struct {
   void *in_w;         /* (2E, D) T */
   float *conv_w;      /* [2][E][K] */
   float *conv_b;      /* [2][E] */
-  void *x_w;          /* [2][ldd][E] T: rows dt (R), zero pad, B (N), C (N), zero pad */
+  void *x_w;          /* [2][ldx][E] T: rows dt (R), zero pad, B (N), C (N), zero pad */
   float *dt_w;        /* [2][E][r_pad] */
   float *dt_b;        /* [2][E] */
   float *A2;          /* [2][E][N]: -exp(A_log) * log2(e) */
@@ -274,6 +275,7 @@ typedef struct {
   void *blob;
   size_t bytes;
   int r_pad, b_off, ldd, kp, ldp;  /* padded dt rank, B offset, x_proj rows, patch K, patch pitch */
+  int ldx;            /* x_w rows per direction: ldd rounded up to 16 (zero rows) */
   float *pos, *cls, *patch_b, *norm_f, *head_b;
   void *patch_w;      /* (D, kp) T */
   void *head_w;       /* (C, D) T */
@@ -350,6 +352,7 @@ weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, GError **erro
   cw->r_pad = (R + 3) & ~3;
   cw->b_off = cw->r_pad;
   cw->ldd = (cw->b_off + 2 * N + 3) & ~3;
+  cw->ldx = vimk_conv_xproj_columns (cw->ldd);
   cw->kp = 3 * P * P;
   cw->ldp = (cw->kp + 7) & ~7;
   cw->layers = g_new0 (CudaLayer, c->depth);
@@ -381,7 +384,7 @@ weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, GError **erro
     SLOT (ly->in_w, (size_t) 2 * E * D * ts_norm);
     SLOT (ly->conv_w, (size_t) 2 * E * K * 4);
     SLOT (ly->conv_b, (size_t) 2 * E * 4);
-    SLOT (ly->x_w, (size_t) 2 * cw->ldd * E * ts);
+    SLOT (ly->x_w, (size_t) 2 * cw->ldx * E * ts);
     SLOT (ly->dt_w, (size_t) 2 * E * cw->r_pad * 4);
     SLOT (ly->dt_b, (size_t) 2 * E * 4);
     SLOT (ly->A2, (size_t) 2 * E * N * 4);
@@ -437,7 +440,7 @@ weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, GError **erro
       for (int row = 0; row < R + 2 * N; row++) {
         int dst_row = row < R ? row : cw->b_off + (row - R);
         for (int e = 0; e < E; e++)
-          store_t (t.act, H (ly->x_w), ((size_t) d * cw->ldd + dst_row) * E + e,
+          store_t (t.act, H (ly->x_w), ((size_t) d * cw->ldx + dst_row) * E + e,
               dw->x_proj_w[(size_t) row * E + e]);
       }
       for (int e = 0; e < E; e++) {
@@ -518,6 +521,7 @@ typedef struct {
   /* tuning */
   int pass_images;            /* most images per pass */
   int scan_lanes, scan_chunks, scan_poly;  /* 0 / -1 = kernel's choice */
+  gboolean conv_xproj;        /* conv, gate and x_proj in one launch (vimk_conv_xproj) */
   gboolean profile;           /* VIM_CUDA_PROFILE: stage times of a forward */
   gboolean use_graphs;
 
@@ -912,15 +916,21 @@ enqueue_pass (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **e
             2 * E, 0.f, "in_proj", error))
       return FALSE;
     prof_mark (cr, ST_IN);
-    CKK (vimk_conv_gate (t.xz, t.act, cr->xz, cr->xcy, ly->conv_w, ly->conv_b, m, L, E,
-            c->d_conv, s), "conv1d");
-    prof_mark (cr, ST_CONV);
-    /* both directions: weights [d], input columns d*E.., outputs dbl[d] */
-    if (!gemm_batched (cr, t.act, w->ldd, rows, E, ly->x_w, E, (long long) w->ldd * E,
-            cr->xcy, 2 * E, E, cr->dbl, VIMK_F32, w->ldd, (long long) rows * w->ldd, 2, 0.f,
-            "x_proj", error))
-      return FALSE;
-    prof_mark (cr, ST_XPROJ);
+    if (cr->conv_xproj) {
+      CKK (vimk_conv_xproj (t.xz, t.act, cr->xz, cr->xcy, ly->conv_w, ly->conv_b, ly->x_w,
+              cr->dbl, w->ldd, m, L, E, c->d_conv, s), "conv1d + x_proj");
+      prof_mark (cr, ST_CONV);
+    } else {
+      CKK (vimk_conv_gate (t.xz, t.act, cr->xz, cr->xcy, ly->conv_w, ly->conv_b, m, L, E,
+              c->d_conv, s), "conv1d");
+      prof_mark (cr, ST_CONV);
+      /* both directions: weights [d], input columns d*E.., outputs dbl[d] */
+      if (!gemm_batched (cr, t.act, w->ldd, rows, E, ly->x_w, E, (long long) w->ldx * E,
+              cr->xcy, 2 * E, E, cr->dbl, VIMK_F32, w->ldd, (long long) rows * w->ldd, 2, 0.f,
+              "x_proj", error))
+        return FALSE;
+      prof_mark (cr, ST_XPROJ);
+    }
     VimkScanArgs sa = {
       .nseq = m, .L = L, .E = E, .N = N, .R = c->dt_rank, .r_pad = w->r_pad,
       .dbl = cr->dbl, .ldd = w->ldd, .b_off = w->b_off,
@@ -1655,6 +1665,13 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
   cr->scan_chunks = env_int ("VIM_CUDA_SCAN_CHUNKS", 0);
   cr->profile = env_int ("VIM_CUDA_PROFILE", 0) != 0;
   cr->scan_poly = env_int ("VIM_CUDA_SCAN_POLY", -1);
+  /* VIM_CUDA_CONV_XPROJ=1: conv, gate and x_proj in one launch where the
+   * kernel can (16-bit, sm_80+). Off by default: on an H200 it was 8% slower
+   * at Vim-Ti 224 batch 256 and 18% at batch 1 than conv + cuBLAS x_proj
+   * (bench/RESULTS.md, seventh session) */
+  cr->conv_xproj = VIM_CUDA_MIN_SM >= 80 && env_int ("VIM_CUDA_CONV_XPROJ", 0) != 0
+      && vimk_conv_xproj_supported (cr->w->t.xz, cr->w->t.act, c->d_inner, c->d_conv,
+          cr->w->ldd);
   cr->use_graphs = env_int ("VIM_CUDA_GRAPHS", 1) != 0;
   cr->graphs = g_array_new (FALSE, TRUE, sizeof (GraphEntry));
   return TRUE;

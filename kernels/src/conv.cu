@@ -49,14 +49,15 @@ __global__ void conv_gate_kernel (T *__restrict__ xz, TC *__restrict__ xc,
     st (xc + row * pitch + c, silu_f (af));
     st (xc + row * pitch + E + c, silu_f (ab));
   }
-  /* The gate last: z is read only here. */
-  for (int i = 0; i < kTokensPerThread; i++) {
-    const int t = t0 + i;
-    if (t >= L)
-      break;
-    T *zp = xz + (base + t) * pitch + E + c;
-    st (zp, silu_f (ld<T> (zp)));
-  }
+  /* The gate last (z is read only here), loads before stores */
+  float z[kTokensPerThread];
+#pragma unroll
+  for (int i = 0; i < kTokensPerThread; i++)
+    z[i] = t0 + i < L ? ld<T> (xz + (base + t0 + i) * pitch + E + c) : 0.f;
+#pragma unroll
+  for (int i = 0; i < kTokensPerThread; i++)
+    if (t0 + i < L)
+      st (xz + (base + t0 + i) * pitch + E + c, silu_f (z[i]));
 }
 
 /* Fast path for K = 4 and even E: a thread takes a channel pair (16- or
@@ -125,11 +126,23 @@ __global__ void conv_gate_pair_kernel (T *__restrict__ xz, TC *__restrict__ xc,
       const int64_t row = base + t;
       Pair<TC>::store (xc + row * pitch + c, make_float2 (silu_f (af.x), silu_f (af.y)));
       Pair<TC>::store (xc + row * pitch + E + c, make_float2 (silu_f (ab.x), silu_f (ab.y)));
-      T *zp = xz + row * pitch + E + c;
-      const float2 z = Pair<T>::load (zp);
-      Pair<T>::store (zp, make_float2 (silu_f (z.x), silu_f (z.y)));
     }
   }
+  /* The gate after the conv (its window's registers are free by then), all
+   * z loads before the first z store: the compiler cannot move a load of xz
+   * above a store through xz, so a load-silu-store per token cost one DRAM
+   * round trip per token */
+  float2 zv[kTile];
+#pragma unroll
+  for (int i = 0; i < kTile; i++) {
+    const int t = t0 + i;
+    zv[i] = t < L ? Pair<T>::load (xz + (base + t) * pitch + E + c) : make_float2 (0.f, 0.f);
+  }
+#pragma unroll
+  for (int i = 0; i < kTile; i++)
+    if (t0 + i < L)
+      Pair<T>::store (xz + (base + t0 + i) * pitch + E + c,
+          make_float2 (silu_f (zv[i].x), silu_f (zv[i].y)));
 }
 
 bool force_generic ()

@@ -12,6 +12,24 @@ __device__ __forceinline__ float warp_sum (float v)
   return v;
 }
 
+constexpr int kMaxVec = 8;      /* float4 per lane: rows of up to 1024 in registers */
+
+/* 4 consecutive outputs in one 8- or 16-byte store (p 4-element aligned) */
+__device__ __forceinline__ void store4 (float *p, float a, float b, float c, float d)
+{
+  *(float4 *) p = make_float4 (a, b, c, d);
+}
+__device__ __forceinline__ void store4 (__half *p, float a, float b, float c, float d)
+{
+  __half2 h[2] = { __floats2half2_rn (a, b), __floats2half2_rn (c, d) };
+  *(uint2 *) p = *(const uint2 *) h;
+}
+__device__ __forceinline__ void store4 (__nv_bfloat16 *p, float a, float b, float c, float d)
+{
+  __nv_bfloat162 h[2] = { __floats2bfloat162_rn (a, b), __floats2bfloat162_rn (c, d) };
+  *(uint2 *) p = *(const uint2 *) h;
+}
+
 /* One warp per row. */
 template <typename T>
 __global__ void rmsnorm_kernel (const float *__restrict__ x, int64_t ldx,
@@ -25,21 +43,30 @@ __global__ void rmsnorm_kernel (const float *__restrict__ x, int64_t ldx,
   const float *xr = x + (int64_t) row * ldx;
   T *orow = out + (int64_t) row * ldo;
   float ss = 0.f;
-  if ((D & 3) == 0 && (ldx & 3) == 0) {
+  if ((D & 3) == 0 && D <= 4 * 32 * kMaxVec && (ldx & 3) == 0 && (ldo & 3) == 0) {
+    /* the row stays in registers between the sum and the scaling, and
+     * each lane stores its 4 outputs at once */
     const float4 *x4 = (const float4 *) xr;
-    for (int i = lane; i < D / 4; i += 32) {
-      float4 v = x4[i];
-      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    const float4 *w4 = (const float4 *) w;
+    float4 v[kMaxVec];
+#pragma unroll
+    for (int j = 0; j < kMaxVec; j++) {
+      const int i = lane + 32 * j;
+      if (i < D / 4) {
+        v[j] = x4[i];
+        ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+      }
     }
     ss = warp_sum (ss);
-    float r = rsqrtf (ss / D + eps);
-    const float4 *w4 = (const float4 *) w;
-    for (int i = lane; i < D / 4; i += 32) {
-      float4 v = x4[i], g = w4[i];
-      st (orow + 4 * i, v.x * r * g.x);
-      st (orow + 4 * i + 1, v.y * r * g.y);
-      st (orow + 4 * i + 2, v.z * r * g.z);
-      st (orow + 4 * i + 3, v.w * r * g.w);
+    const float r = rsqrtf (ss / D + eps);
+#pragma unroll
+    for (int j = 0; j < kMaxVec; j++) {
+      const int i = lane + 32 * j;
+      if (i < D / 4) {
+        const float4 g = w4[i];
+        store4 (orow + 4 * i, v[j].x * r * g.x, v[j].y * r * g.y, v[j].z * r * g.z,
+            v[j].w * r * g.w);
+      }
     }
   } else {
     for (int i = lane; i < D; i += 32)

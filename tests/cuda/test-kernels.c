@@ -82,60 +82,144 @@ silu_d (double v)
   return v / (1.0 + exp (-v));
 }
 
+/* xz (rows x 2E in xz_dt) with uniform values, conv weights [2][E][K] and
+ * biases [2][E] in fp32, and the float64 conv + gate outputs */
+typedef struct {
+  void *xz;
+  float *w, *b;
+  double *ref_xc, *ref_z;   /* rows x 2E, rows x E */
+} ConvCase;
+
+static ConvCase
+conv_case (int nseq, int L, int E, int K, int xz_dt)
+{
+  uint64_t s = 5 + K + E;
+  size_t rows = (size_t) nseq * L, n2 = rows * 2 * E;
+  ConvCase cc = {
+    .xz = malloc (n2 * tu_size (xz_dt)),
+    .w = malloc ((size_t) 2 * E * K * 4), .b = malloc ((size_t) 2 * E * 4),
+    .ref_xc = malloc (n2 * 8), .ref_z = malloc (rows * E * 8),
+  };
+  for (size_t i = 0; i < n2; i++)
+    tu_store (xz_dt, cc.xz, i, tu_uniform (&s, -2, 2));
+  for (int i = 0; i < 2 * E * K; i++)
+    cc.w[i] = tu_uniform (&s, -0.5, 0.5);
+  for (int i = 0; i < 2 * E; i++)
+    cc.b[i] = tu_uniform (&s, -0.1, 0.1);
+  for (int q = 0; q < nseq; q++)
+    for (int t = 0; t < L; t++)
+      for (int c = 0; c < E; c++) {
+        double af = cc.b[c], ab = cc.b[E + c];
+        for (int k = 0; k < K; k++) {
+          int tf = t - (K - 1) + k, tb = t + (K - 1) - k;
+          if (tf >= 0)
+            af += (double) cc.w[c * K + k] * tu_load (xz_dt, cc.xz, ((size_t) q * L + tf) * 2 * E + c);
+          if (tb < L)
+            ab += (double) cc.w[(E + c) * K + k] * tu_load (xz_dt, cc.xz, ((size_t) q * L + tb) * 2 * E + c);
+        }
+        size_t row = (size_t) q * L + t;
+        cc.ref_xc[row * 2 * E + c] = silu_d (af);
+        cc.ref_xc[row * 2 * E + E + c] = silu_d (ab);
+        cc.ref_z[row * E + c] = silu_d (tu_load (xz_dt, cc.xz, row * 2 * E + E + c));
+      }
+  return cc;
+}
+
+static void
+conv_case_free (ConvCase *cc)
+{
+  free (cc->xz); free (cc->w); free (cc->b); free (cc->ref_xc); free (cc->ref_z);
+}
+
+/* xc and the gate written by the GPU (xz2 = xz after the launch) against
+ * the reference; the x half of xz must be untouched */
+static void
+check_conv_outputs (const char *what, int dt, int xz_dt, const ConvCase *cc, const void *xc,
+    const void *xz2, size_t rows, int E, int K)
+{
+  double e1 = rel_err (dt, xc, cc->ref_xc, rows * 2 * E);
+  double mz = 0, mr = 0;
+  int x_changed = 0;
+  for (size_t r = 0; r < rows; r++)
+    for (int c = 0; c < E; c++) {
+      mz = fmax (mz, fabs (tu_load (xz_dt, xz2, r * 2 * E + E + c) - cc->ref_z[r * E + c]));
+      mr = fmax (mr, fabs (cc->ref_z[r * E + c]));
+      x_changed += tu_load (xz_dt, xz2, r * 2 * E + c) != tu_load (xz_dt, cc->xz, r * 2 * E + c);
+    }
+  double e2 = isfinite (mz) ? mz / mr : INFINITY;
+  CHECK (e1 <= out_tol[dt], "%s %s K=%d E=%d: xc rel err %.3g", what, tu_dt_names[dt], K, E, e1);
+  CHECK (e2 <= out_tol[dt], "%s %s K=%d E=%d: gate rel err %.3g", what, tu_dt_names[dt], K, E, e2);
+  CHECK (x_changed == 0, "%s %s: x part of xz modified (%d)", what, tu_dt_names[dt], x_changed);
+  printf ("%s %s (xz %s) K=%d E=%d: xc %.2e gate %.2e\n", what, tu_dt_names[dt],
+      tu_dt_names[xz_dt], K, E, e1, e2);
+}
+
 static void
 test_conv (int dt, int nseq, int L, int E, int K, int xz_dt)
 {
   /* xz in xz_dt (the bf16 runner keeps it in fp32), xc in dt */
-  uint64_t s = 5 + K;
   size_t rows = (size_t) nseq * L, n2 = rows * 2 * E;
-  void *xz = malloc (n2 * tu_size (xz_dt));
-  float *w = malloc ((size_t) 2 * E * K * 4), *b = malloc ((size_t) 2 * E * 4);
-  for (size_t i = 0; i < n2; i++)
-    tu_store (xz_dt, xz, i, tu_uniform (&s, -2, 2));
-  for (int i = 0; i < 2 * E * K; i++)
-    w[i] = tu_uniform (&s, -0.5, 0.5);
-  for (int i = 0; i < 2 * E; i++)
-    b[i] = tu_uniform (&s, -0.1, 0.1);
-  double *ref_xc = malloc (n2 * 8), *ref_z = malloc (rows * E * 8);
-  for (int q = 0; q < nseq; q++)
-    for (int t = 0; t < L; t++)
-      for (int c = 0; c < E; c++) {
-        double af = b[c], ab = b[E + c];
-        for (int k = 0; k < K; k++) {
-          int tf = t - (K - 1) + k, tb = t + (K - 1) - k;
-          if (tf >= 0)
-            af += (double) w[c * K + k] * tu_load (xz_dt, xz, ((size_t) q * L + tf) * 2 * E + c);
-          if (tb < L)
-            ab += (double) w[(E + c) * K + k] * tu_load (xz_dt, xz, ((size_t) q * L + tb) * 2 * E + c);
-        }
-        size_t row = (size_t) q * L + t;
-        ref_xc[row * 2 * E + c] = silu_d (af);
-        ref_xc[row * 2 * E + E + c] = silu_d (ab);
-        ref_z[row * E + c] = silu_d (tu_load (xz_dt, xz, row * 2 * E + E + c));
-      }
-  void *dxz = dev_upload (xz, n2 * tu_size (xz_dt));
-  void *dw = dev_upload (w, (size_t) 2 * E * K * 4), *db = dev_upload (b, (size_t) 2 * E * 4);
+  ConvCase cc = conv_case (nseq, L, E, K, xz_dt);
+  void *dxz = dev_upload (cc.xz, n2 * tu_size (xz_dt));
+  void *dw = dev_upload (cc.w, (size_t) 2 * E * K * 4), *db = dev_upload (cc.b, (size_t) 2 * E * 4);
   void *dxc = dev_poison (n2 * tu_size (dt));
   CU (vimk_conv_gate (xz_dt, dt, dxz, dxc, dw, db, nseq, L, E, K, 0));
   void *xc = malloc (n2 * tu_size (dt)), *xz2 = malloc (n2 * tu_size (xz_dt));
   dev_download (xc, dxc, n2 * tu_size (dt));
   dev_download (xz2, dxz, n2 * tu_size (xz_dt));
-  double e1 = rel_err (dt, xc, ref_xc, n2);
-  double mz = 0, mr = 0;
-  int x_changed = 0;
-  for (size_t r = 0; r < rows; r++)
-    for (int c = 0; c < E; c++) {
-      mz = fmax (mz, fabs (tu_load (xz_dt, xz2, r * 2 * E + E + c) - ref_z[r * E + c]));
-      mr = fmax (mr, fabs (ref_z[r * E + c]));
-      x_changed += tu_load (xz_dt, xz2, r * 2 * E + c) != tu_load (xz_dt, xz, r * 2 * E + c);
-    }
-  double e2 = mz / mr;
-  CHECK (e1 <= out_tol[dt], "conv %s K=%d: xc rel err %.3g", tu_dt_names[dt], K, e1);
-  CHECK (e2 <= out_tol[dt], "conv %s K=%d: gate rel err %.3g", tu_dt_names[dt], K, e2);
-  CHECK (x_changed == 0, "conv %s: x part of xz modified (%d)", tu_dt_names[dt], x_changed);
-  printf ("conv %s (xz %s) K=%d: xc %.2e gate %.2e\n", tu_dt_names[dt], tu_dt_names[xz_dt], K, e1, e2);
+  check_conv_outputs ("conv", dt, xz_dt, &cc, xc, xz2, rows, E, K);
   cudaFree (dxz); cudaFree (dw); cudaFree (db); cudaFree (dxc);
-  free (xz); free (w); free (b); free (ref_xc); free (ref_z); free (xc); free (xz2);
+  conv_case_free (&cc);
+  free (xc); free (xz2);
+}
+
+/* vimk_conv_xproj: conv and gate as above, and dbl[d] = xc[d] x_w[d]^T
+ * against float64 products of the kernel's own (rounded) xc, so the GEMM is
+ * checked at fp32 accumulation accuracy whatever dt is. */
+static void
+test_conv_xproj (int dt, int nseq, int L, int E, int ldd, int xz_dt)
+{
+  const int K = 4, nc = vimk_conv_xproj_columns (ldd);
+  CHECK (vimk_conv_xproj_supported (xz_dt, dt, E, K, ldd), "conv_xproj %s E=%d ldd=%d unsupported",
+      tu_dt_names[dt], E, ldd);
+  uint64_t s = 99 + E + ldd;
+  size_t rows = (size_t) nseq * L, n2 = rows * 2 * E, nd = 2 * rows * ldd;
+  ConvCase cc = conv_case (nseq, L, E, K, xz_dt);
+  /* weights: rows >= ldd of each direction zero, as the runner lays them out */
+  void *xw = calloc ((size_t) 2 * nc * E, tu_size (dt));
+  for (int d = 0; d < 2; d++)
+    for (int j = 0; j < ldd; j++)
+      for (int c = 0; c < E; c++)
+        tu_store (dt, xw, ((size_t) d * nc + j) * E + c, tu_uniform (&s, -0.2, 0.2));
+  void *dxz = dev_upload (cc.xz, n2 * tu_size (xz_dt));
+  void *dw = dev_upload (cc.w, (size_t) 2 * E * K * 4), *db = dev_upload (cc.b, (size_t) 2 * E * 4);
+  void *dxw = dev_upload (xw, (size_t) 2 * nc * E * tu_size (dt));
+  void *dxc = dev_poison (n2 * tu_size (dt));
+  float *ddbl = dev_poison (nd * 4);
+  CU (vimk_conv_xproj (xz_dt, dt, dxz, dxc, dw, db, dxw, ddbl, ldd, nseq, L, E, K, 0));
+  void *xc = malloc (n2 * tu_size (dt)), *xz2 = malloc (n2 * tu_size (xz_dt));
+  float *dbl = malloc (nd * 4);
+  dev_download (xc, dxc, n2 * tu_size (dt));
+  dev_download (xz2, dxz, n2 * tu_size (xz_dt));
+  dev_download (dbl, ddbl, nd * 4);
+  check_conv_outputs ("conv_xproj", dt, xz_dt, &cc, xc, xz2, rows, E, K);
+  double *ref = malloc (nd * 8);
+  for (int d = 0; d < 2; d++)
+    for (size_t r = 0; r < rows; r++)
+      for (int j = 0; j < ldd; j++) {
+        double acc = 0;
+        for (int c = 0; c < E; c++)
+          acc += tu_load (dt, xc, r * 2 * E + (size_t) d * E + c)
+              * tu_load (dt, xw, ((size_t) d * nc + j) * E + c);
+        ref[((size_t) d * rows + r) * ldd + j] = acc;
+      }
+  double e = rel_err (0, dbl, ref, nd);
+  CHECK (e <= 1e-5, "conv_xproj %s E=%d ldd=%d rows=%zu: x_proj rel err %.3g", tu_dt_names[dt],
+      E, ldd, rows, e);
+  printf ("conv_xproj %s E=%d ldd=%d rows=%zu: x_proj %.2e\n", tu_dt_names[dt], E, ldd, rows, e);
+  cudaFree (dxz); cudaFree (dw); cudaFree (db); cudaFree (dxw); cudaFree (dxc); cudaFree (ddbl);
+  conv_case_free (&cc);
+  free (xw); free (xc); free (xz2); free (dbl); free (ref);
 }
 
 /* ---- scan ---- */
@@ -377,12 +461,26 @@ main (void)
     test_convert (dt);
     test_rmsnorm (dt, 37, 192, 192);
     test_rmsnorm (dt, 21, 50, 52);
+    test_rmsnorm (dt, 9, 768, 772);        /* 6 float4 per lane */
+    test_rmsnorm (dt, 5, 1040, 1040);      /* past the register path */
     test_conv (dt, 3, 37, 40, 4, dt);
     test_conv (dt, 2, 5, 24, 3, dt);
     test_conv (dt, 2, 19, 21, 4, dt);      /* odd E: the generic path */
     test_conv (dt, 1, 3, 64, 4, dt);       /* L shorter than the halo */
     if (dt == 2)
       test_conv (dt, 3, 37, 40, 4, 0);
+    /* one launch with x_proj (16-bit only): Vim-Ti/S/B widths, tiles of 32
+     * and 16 rows spanning sequences, a last tile part-filled, L below the
+     * halo; bf16 also with the fp32 xz the bf16 runner uses */
+    if (dt != 0) {
+      test_conv_xproj (dt, 3, 197, 384, 44, dt);
+      test_conv_xproj (dt, 2, 37, 768, 56, dt);
+      test_conv_xproj (dt, 1, 50, 1536, 80, dt);
+      test_conv_xproj (dt, 5, 2, 192, 44, dt);
+      test_conv_xproj (dt, 1, 1, 384, 20, dt);
+      if (dt == 2)
+        test_conv_xproj (dt, 3, 197, 384, 44, 0);
+    }
     test_embed (dt, 2, 12, 16, 4, 4, 1);
     test_embed (dt, 2, 12, 16, 4, 2, 1);
     test_embed (dt, 1, 12, 16, 4, 4, 0);
@@ -433,6 +531,11 @@ main (void)
     a.chunks = 4;
     CHECK (vimk_scan (VIMK_F32, &a, NULL, 0, 0) == cudaErrorInvalidValue, "chunks without workspace accepted");
     CHECK (!vimk_scan_supported (32, 12), "N=32 claimed supported");
+    CHECK (!vimk_conv_xproj_supported (VIMK_F32, VIMK_F32, 384, 4, 44), "fp32 conv_xproj claimed");
+    CHECK (!vimk_conv_xproj_supported (VIMK_F16, VIMK_F16, 384, 3, 44), "K=3 conv_xproj claimed");
+    CHECK (!vimk_conv_xproj_supported (VIMK_F16, VIMK_F16, 40, 4, 44), "E=40 conv_xproj claimed");
+    CHECK (vimk_conv_xproj (VIMK_F16, VIMK_F16, NULL, NULL, NULL, NULL, NULL, NULL, 44, 1, 4, 40,
+            4, 0) == cudaErrorInvalidValue, "conv_xproj E=40 launched");
   }
   CU (cudaDeviceSynchronize ());
   if (test_failures) {

@@ -87,6 +87,20 @@ cudaError_t vimk_conv_gate (VimkDType xz_dt, VimkDType xc_dt, void *xz, void *xc
     const float *conv_w, const float *conv_b, int nseq, int L, int E, int K,
     cudaStream_t stream);
 
+/* The same conv, SiLU and gate, plus x_proj of both directions, in one launch
+ * (kernels/src/conv_xproj.cu): besides xc and the gate it writes
+ *   dbl[d][r][j] = sum_c xc[r][d*E + c] x_w[d][j][c]    j < ldd, fp32
+ * with x_w [2][vimk_conv_xproj_columns(ldd)][E] in xc_dt (rows past the
+ * model's zero). Needs compute capability >= 8.0, K = 4, E a multiple of 16
+ * with E / 8 dividing 192, and 16-bit xc: type pairs (f16, f16), (bf16,
+ * bf16), (fp32, bf16). */
+int vimk_conv_xproj_supported (VimkDType xz_dt, VimkDType xc_dt, int E, int K, int ldd);
+/* Rows per direction of that kernel's x_w: ldd rounded up to 16. */
+int vimk_conv_xproj_columns (int ldd);
+cudaError_t vimk_conv_xproj (VimkDType xz_dt, VimkDType xc_dt, void *xz, void *xc,
+    const float *conv_w, const float *conv_b, const void *x_w, float *dbl, int ldd,
+    int nseq, int L, int E, int K, cudaStream_t stream);
+
 /* ---- bidirectional selective scan ------------------------------------- */
 
 /* For each sequence, direction d (0 forward over t = 0..L-1, 1 backward over
