@@ -10,7 +10,7 @@
  * DRAM for the scan and keeps it in shared memory as the A operand of the
  * x_proj product, whose weights (a few tens of KiB) come from L1/L2.
  *
- * Block: 384 threads; a thread owns one group of 8 channels (E / 8 divides
+ * Block: 192 threads; a thread owns one group of 8 channels (E / 8 divides
  * 192) so its conv weights stay in registers, and warp w computes the
  * x_proj columns [16 nt, 16 nt + 16) of direction d for all TT rows.
  *
@@ -302,18 +302,21 @@ env_choice (const char *name, int a, int b)
   return v == a || v == b ? v : 0;
 }
 
-/* Rows per block and threads: 16 rows by 384 threads (a thread's 2 x 4
- * items of 8 channels), two blocks per SM. VIMK_CONV_XPROJ_TILE=16|32 and
- * VIMK_CONV_XPROJ_THREADS=192|384 override them for bench/. */
+/* Rows per block: 16 while blocks of 32 would not give two per SM of an
+ * H100/H200 (132 SMs), else 32 where that fits; 192 threads. The best of
+ * the settings measured (bench/RESULTS.md, seventh session).
+ * VIMK_CONV_XPROJ_TILE=16|32 and VIMK_CONV_XPROJ_THREADS=192|384 override
+ * them for bench/. */
 template <typename TX, typename TC>
-int pick_tile (int E, int nc)
+int pick_tile (int E, int nc, int rows)
 {
   static int forced = -1;
   if (forced < 0)
     forced = env_choice ("VIMK_CONV_XPROJ_TILE", 16, 32);
-  if (forced == 32 && smem_bytes<TX, TC> (32, E, nc) <= 200 * 1024)
-    return 32;
-  return 16;
+  const bool fits32 = smem_bytes<TX, TC> (32, E, nc) <= 200 * 1024;
+  if (forced)
+    return forced == 32 && fits32 ? 32 : 16;
+  return cdiv (rows, 32) >= 264 && fits32 ? 32 : 16;
 }
 
 static int
@@ -322,7 +325,7 @@ pick_threads ()
   static int forced = -1;
   if (forced < 0)
     forced = env_choice ("VIMK_CONV_XPROJ_THREADS", 192, 384);
-  return forced ? forced : 384;
+  return forced ? forced : 192;
 }
 
 template <typename TX, typename TC, int TT, int NT>
@@ -343,7 +346,7 @@ template <typename TX, typename TC>
 cudaError_t launch (TX *xz, TC *xc, const float *conv_w, const float *conv_b, const TC *x_w,
     int nc, float *dbl, int ldd, int rows, int L, int E, cudaStream_t stream)
 {
-  const int TT = pick_tile<TX, TC> (E, nc), NT = pick_threads ();
+  const int TT = pick_tile<TX, TC> (E, nc, rows), NT = pick_threads ();
   if (TT == 32)
     return NT == 384
         ? launch_one<TX, TC, 32, 384> (xz, xc, conv_w, conv_b, x_w, nc, dbl, ldd, rows, L, E, stream)

@@ -478,6 +478,7 @@ main (void)
       test_conv_xproj (dt, 1, 50, 1536, 80, dt);
       test_conv_xproj (dt, 5, 2, 192, 44, dt);
       test_conv_xproj (dt, 1, 1, 384, 20, dt);
+      test_conv_xproj (dt, 43, 197, 384, 44, dt);   /* >= 264 blocks of 32 rows: tiles of 32 */
       if (dt == 2)
         test_conv_xproj (dt, 3, 197, 384, 44, 0);
     }
