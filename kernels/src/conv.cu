@@ -63,7 +63,6 @@ __global__ void conv_gate_kernel (T *__restrict__ xz, TC *__restrict__ xc,
 /* Fast path for K = 4 and even E: a thread takes a channel pair (16- or
  * 32-bit vector accesses) and kTile consecutive tokens, loading the tile's
  * x values plus the 3 + 3 halo once into a register window. */
-constexpr int kTile = 8;
 constexpr int kK = 4;
 
 template <typename T> struct Pair;
@@ -81,7 +80,7 @@ template <> struct Pair<__nv_bfloat16> {
 };
 
 /* grid: (ceil(E / 2 / blockDim), ceil(L / kTile), nseq) */
-template <typename T, typename TC>
+template <typename T, typename TC, int kTile>
 __global__ void conv_gate_pair_kernel (T *__restrict__ xz, TC *__restrict__ xc,
     const float *__restrict__ conv_w, const float *__restrict__ conv_b, int L, int E)
 {
@@ -155,6 +154,41 @@ bool force_generic ()
   return v;
 }
 
+/* tokens per thread of the pair kernel: 4 (VIMK_CONV_TILE=2|4|8 for
+ * bench/). On an H200, against 8: Vim-Ti 224 batch 1 0.640 -> 0.603 ms,
+ * batch 256 11.97 -> 11.74, Vim-Ti 1248 batch 8 18.82 -> 18.63; 2 was as
+ * good at batch 1 and 5% slower at 256 (bench/RESULTS.md) */
+int pair_tile ()
+{
+  static int v = -1;
+  if (v < 0) {
+    const char *e = getenv ("VIMK_CONV_TILE");
+    const int t = e ? atoi (e) : 0;
+    v = t == 2 || t == 4 || t == 8 ? t : 4;
+  }
+  return v;
+}
+
+template <int kTile>
+cudaError_t launch_pair (VimkDType xz_dt, VimkDType xc_dt, void *xz, void *xc,
+    const float *conv_w, const float *conv_b, int nseq, int L, int E, cudaStream_t stream)
+{
+  const int pairs = E / 2;
+  const int threads = pairs >= 64 ? 64 : 32 * (int) cdiv (pairs, 32);
+  dim3 g2 ((unsigned) cdiv (pairs, threads), (unsigned) cdiv (L, kTile), (unsigned) nseq);
+  if (xz_dt == VIMK_F32 && xc_dt == VIMK_BF16) {
+    conv_gate_pair_kernel<float, __nv_bfloat16, kTile><<<g2, threads, 0, stream>>> ((float *) xz,
+        (__nv_bfloat16 *) xc, conv_w, conv_b, L, E);
+    return cudaGetLastError ();
+  }
+  if (xz_dt != xc_dt)
+    return cudaErrorInvalidValue;
+  VIMK_DISPATCH_DTYPE (xz_dt, T,
+      conv_gate_pair_kernel<T, T, kTile><<<g2, threads, 0, stream>>> ((T *) xz, (T *) xc,
+          conv_w, conv_b, L, E));
+  return cudaGetLastError ();
+}
+
 } // namespace
 
 extern "C" cudaError_t
@@ -167,20 +201,11 @@ vimk_conv_gate (VimkDType xz_dt, VimkDType xc_dt, void *xz, void *xc,
   if (K < 1 || K > kMaxK || nseq > 65535)
     return cudaErrorInvalidValue;
   if (K == kK && E % 2 == 0 && !force_generic ()) {
-    const int pairs = E / 2;
-    const int threads = pairs >= 64 ? 64 : 32 * (int) cdiv (pairs, 32);
-    dim3 g2 ((unsigned) cdiv (pairs, threads), (unsigned) cdiv (L, kTile), (unsigned) nseq);
-    if (xz_dt == VIMK_F32 && xc_dt == VIMK_BF16) {
-      conv_gate_pair_kernel<float, __nv_bfloat16><<<g2, threads, 0, stream>>> ((float *) xz,
-          (__nv_bfloat16 *) xc, conv_w, conv_b, L, E);
-      return cudaGetLastError ();
+    switch (pair_tile ()) {
+      case 2: return launch_pair<2> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
+      case 4: return launch_pair<4> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
+      default: return launch_pair<8> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
     }
-    if (xz_dt != xc_dt)
-      return cudaErrorInvalidValue;
-    VIMK_DISPATCH_DTYPE (xz_dt, T,
-        conv_gate_pair_kernel<T, T><<<g2, threads, 0, stream>>> ((T *) xz, (T *) xc,
-            conv_w, conv_b, L, E));
-    return cudaGetLastError ();
   }
   const int threads = E >= 128 ? 128 : 32 * (int) cdiv (E, 32);
   dim3 grid ((unsigned) cdiv (E, threads), (unsigned) cdiv (L, kTokensPerThread), (unsigned) nseq);
