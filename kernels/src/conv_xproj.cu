@@ -33,48 +33,40 @@ namespace {
 constexpr int kK = 4;               /* conv taps: every Vim model */
 constexpr int kHalo = kK - 1;
 
-template <typename T> struct Vec8;  /* 8 elements <-> 8 floats */
-template <> struct Vec8<__half> {
-  static __device__ __forceinline__ void load (const __half *p, float *v)
-  {
-    const int4 q = *(const int4 *) p;
-    const __half2 *h = (const __half2 *) &q;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-      const float2 f = __half22float2 (h[i]);
-      v[2 * i] = f.x;
-      v[2 * i + 1] = f.y;
-    }
-  }
-  static __device__ __forceinline__ void store (__half *p, const float *v)
-  {
-    int4 q;
-    __half2 *h = (__half2 *) &q;
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-      h[i] = __floats2half2_rn (v[2 * i], v[2 * i + 1]);
-    *(int4 *) p = q;
-  }
+/* a pair of 16-bit values <-> float2 */
+template <typename T> struct Two;
+template <> struct Two<__half> {
+  typedef __half2 type;
+  static __device__ __forceinline__ float2 get (type h) { return __half22float2 (h); }
+  static __device__ __forceinline__ type make (float a, float b) { return __floats2half2_rn (a, b); }
 };
-template <> struct Vec8<__nv_bfloat16> {
-  static __device__ __forceinline__ void load (const __nv_bfloat16 *p, float *v)
+template <> struct Two<__nv_bfloat16> {
+  typedef __nv_bfloat162 type;
+  static __device__ __forceinline__ float2 get (type h) { return __bfloat1622float2 (h); }
+  static __device__ __forceinline__ type make (float a, float b) { return __floats2bfloat162_rn (a, b); }
+};
+
+/* 8 elements <-> 8 floats: one 16-byte access for 16-bit types */
+template <typename T> struct Vec8 {
+  typedef typename Two<T>::type P;
+  static __device__ __forceinline__ void load (const T *p, float *v)
   {
     const int4 q = *(const int4 *) p;
-    const __nv_bfloat162 *h = (const __nv_bfloat162 *) &q;
+    const P *h = (const P *) &q;
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-      const float2 f = __bfloat1622float2 (h[i]);
+      const float2 f = Two<T>::get (h[i]);
       v[2 * i] = f.x;
       v[2 * i + 1] = f.y;
     }
   }
-  static __device__ __forceinline__ void store (__nv_bfloat16 *p, const float *v)
+  static __device__ __forceinline__ void store (T *p, const float *v)
   {
     int4 q;
-    __nv_bfloat162 *h = (__nv_bfloat162 *) &q;
+    P *h = (P *) &q;
 #pragma unroll
     for (int i = 0; i < 4; i++)
-      h[i] = __floats2bfloat162_rn (v[2 * i], v[2 * i + 1]);
+      h[i] = Two<T>::make (v[2 * i], v[2 * i + 1]);
     *(int4 *) p = q;
   }
 };
