@@ -61,6 +61,8 @@ using scan::tile_steps;
 using scan::ScanParams;
 using scan::ScanFn;
 using scan::butterfly;
+using scan::dt_proj;
+using scan::advance_states;
 
 /* V2: per-thread base pointers and 32-bit signed per-step offsets instead of
  * 64-bit row arithmetic for every access, a branch-free softplus, and a
@@ -237,24 +239,13 @@ scan_kernel (ScanParams sp)
       /* this lane's step sb + g */
       const int s = sb + g;
       const bool valid = s < s1;
-      const float4 *dt4 = (const float4 *) (tile + (m * G + g) * ldd);
-      float acc0 = bdt, acc1 = 0.f;
-#pragma unroll
-      for (int i = 0; i < RV; i++) {
-        if (i < rv) {
-          float4 v = dt4[i];
-          acc0 = fmaf (v.x, wd[i].x, acc0);
-          acc1 = fmaf (v.y, wd[i].y, acc1);
-          acc0 = fmaf (v.z, wd[i].z, acc0);
-          acc1 = fmaf (v.w, wd[i].w, acc1);
-        }
-      }
+      const float dtv = dt_proj<RV> ((const float4 *) (tile + (m * G + g) * ldd), wd, rv, bdt);
       float delta = 0.f;
       if (valid) {
         if constexpr (VER >= 3 && sizeof (T) == 2)
-          delta = softplus_lg2 (acc0 + acc1);
+          delta = softplus_lg2 (dtv);
         else
-          delta = softplus_f (acc0 + acc1);
+          delta = softplus_f (dtv);
       }
       const float u = uc[m];
       const float du = delta * u;
@@ -262,51 +253,11 @@ scan_kernel (ScanParams sp)
         Ssum += delta;
 
       float p[G];
-#pragma unroll
-      for (int j = 0; j < G; j++) {
-        float dj, duj;
-        if (G == 1) {
-          dj = delta;
-          duj = du;
-        } else {
-          dj = __shfl_sync (0xffffffffu, delta, j, G);
-          duj = __shfl_sync (0xffffffffu, du, j, G);
-        }
-        const float *bc = tile + (m * G + j) * ldd + a.b_off + g * NS;
-        float Bv[NS], Cv[NS];
-        if constexpr (NS % 4 == 0) {
-#pragma unroll
-          for (int i = 0; i < NS; i += 4) {
-            float4 b4 = *(const float4 *) (bc + i);
-            Bv[i] = b4.x; Bv[i + 1] = b4.y; Bv[i + 2] = b4.z; Bv[i + 3] = b4.w;
-            if (!SUMMARY) {
-              float4 c4 = *(const float4 *) (bc + N + i);
-              Cv[i] = c4.x; Cv[i + 1] = c4.y; Cv[i + 2] = c4.z; Cv[i + 3] = c4.w;
-            }
-          }
-        } else {
-#pragma unroll
-          for (int i = 0; i < NS; i++) {
-            Bv[i] = bc[i];
-            if (!SUMMARY)
-              Cv[i] = bc[N + i];
-          }
-        }
-        float pa = 0.f, pb = 0.f;
-#pragma unroll
-        for (int i = 0; i < NS; i++) {
-          float x = dj * A2[i];
-          float dA = i < KP ? ex2_poly (x) : ex2_mufu (x);
-          h[i] = fmaf (dA, h[i], duj * Bv[i]);
-          if (!SUMMARY) {
-            if (i & 1)
-              pb = fmaf (Cv[i], h[i], pb);
-            else
-              pa = fmaf (Cv[i], h[i], pa);
-          }
-        }
-        p[j] = pa + pb;
-      }
+      advance_states<G, N, NS, SUMMARY> (delta, du, tile + m * G * ldd + a.b_off + g * NS, ldd,
+          h, p, [&] (int i, float dj) {
+            const float x = dj * A2[i];
+            return i < KP ? ex2_poly (x) : ex2_mufu (x);
+          });
       if (!SUMMARY) {
         butterfly<G, G / 2> (p, g);
         if (valid && active) {

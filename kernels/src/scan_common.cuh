@@ -1,6 +1,7 @@
 /* What the selective-scan kernels (scan.cu: V1-V3, scan_v4.cu: V4) share:
- * the launch parameters, the block shape, the tile length and the
- * transposing butterfly that sums a chain's partial outputs over its lanes. */
+ * the launch parameters, the block shape, the tile length, the per-step
+ * dt_proj and state update, and the transposing butterfly that sums a
+ * chain's partial outputs over its lanes. */
 #ifndef VIMK_SCAN_COMMON_CUH
 #define VIMK_SCAN_COMMON_CUH
 
@@ -37,6 +38,80 @@ __device__ __forceinline__ void butterfly (float *p, int g)
       p[i] = keep + __shfl_xor_sync (0xffffffffu, send, HALF, G);
     }
     butterfly<G, HALF / 2> (p, g);
+  }
+}
+
+/* dt_proj of one step: bdt + Wdt . dt_low, over rv <= RV float4 columns,
+ * in two accumulators */
+template <int RV>
+__device__ __forceinline__ float dt_proj (const float4 *dt4, const float4 *wd, int rv, float bdt)
+{
+  float acc0 = bdt, acc1 = 0.f;
+#pragma unroll
+  for (int i = 0; i < RV; i++) {
+    if (i < rv) {
+      const float4 v = dt4[i];
+      acc0 = fmaf (v.x, wd[i].x, acc0);
+      acc1 = fmaf (v.y, wd[i].y, acc1);
+      acc0 = fmaf (v.z, wd[i].z, acc0);
+      acc1 = fmaf (v.w, wd[i].w, acc1);
+    }
+  }
+  return acc0 + acc1;
+}
+
+/* G consecutive steps of a lane's NS states; lane j of the group holds step
+ * j's delta and delta * u. bc: step 0's B for this lane's states in the
+ * staged rows (pitch ldd, C at +N). h <- exp2(delta A2) h + delta u B and,
+ * unless SUMMARY, p[j] = sum over the lane's states of C h. ex2 (i, delta)
+ * is the version's exponential of delta * A2[i]. */
+template <int G, int N, int NS, bool SUMMARY, typename Ex2>
+__device__ __forceinline__ void advance_states (float delta, float du, const float *bc, int ldd,
+    float *h, float *p, Ex2 ex2)
+{
+#pragma unroll
+  for (int j = 0; j < G; j++) {
+    float dj, duj;
+    if (G == 1) {
+      dj = delta;
+      duj = du;
+    } else {
+      dj = __shfl_sync (0xffffffffu, delta, j, G);
+      duj = __shfl_sync (0xffffffffu, du, j, G);
+    }
+    const float *bcj = bc + j * ldd;
+    float Bv[NS], Cv[NS];
+    if constexpr (NS % 4 == 0) {
+#pragma unroll
+      for (int i = 0; i < NS; i += 4) {
+        float4 b4 = *(const float4 *) (bcj + i);
+        Bv[i] = b4.x; Bv[i + 1] = b4.y; Bv[i + 2] = b4.z; Bv[i + 3] = b4.w;
+        if (!SUMMARY) {
+          float4 c4 = *(const float4 *) (bcj + N + i);
+          Cv[i] = c4.x; Cv[i + 1] = c4.y; Cv[i + 2] = c4.z; Cv[i + 3] = c4.w;
+        }
+      }
+    } else {
+      /* 2 states per lane: not 16-byte aligned */
+#pragma unroll
+      for (int i = 0; i < NS; i++) {
+        Bv[i] = bcj[i];
+        if (!SUMMARY)
+          Cv[i] = bcj[N + i];
+      }
+    }
+    float pa = 0.f, pb = 0.f;
+#pragma unroll
+    for (int i = 0; i < NS; i++) {
+      h[i] = fmaf (ex2 (i, dj), h[i], duj * Bv[i]);
+      if (!SUMMARY) {
+        if (i & 1)
+          pb = fmaf (Cv[i], h[i], pb);
+        else
+          pa = fmaf (Cv[i], h[i], pa);
+      }
+    }
+    p[j] = pa + pb;
   }
 }
 
