@@ -33,7 +33,7 @@
  * <= 256 tokens), so the workspace (one layer's activations for one pass)
  * is independent of depth and bounded in the batch. Tuning knobs for bench/ (environment, read when a runner is
  * made): VIM_CUDA_PASS_TOKENS, VIM_CUDA_SCAN_LANES, VIM_CUDA_SCAN_CHUNKS,
- * VIM_CUDA_SCAN_POLY, VIM_CUDA_CONV_XPROJ=0, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1, VIM_CUDA_GEMM=lt
+ * VIM_CUDA_SCAN_POLY, VIM_CUDA_CONV_XPROJ=1, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1, VIM_CUDA_GEMM=lt
  * or tuned (cuBLASLt, gemm_cuda.c; default cuBLAS) and, read by the kernels,
  * VIM_CUDA_SCAN_VERSION=1/2/3 for an earlier scan.
  */
