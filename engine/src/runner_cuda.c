@@ -6,10 +6,12 @@
  *
  *   normed (T)   = RMSNorm(residual)                       vimk_rmsnorm
  *   xz (T)       = normed x W_in^T            (2E wide)    cuBLAS
- *   xc (T)       = SiLU(conv_f(x)) | SiLU(conv_b(x)),  z <- SiLU(z)    vimk_conv_gate
+ *   xc (T)       = SiLU(conv_f(x)) | SiLU(conv_b(x))                  vimk_conv
  *   dbl[d] (f32) = xc[d] x W_x[d]^T           (dt | B | C) cuBLAS strided batched, 2 directions
  *                  (or both in one launch, vimk_conv_xproj: VIM_CUDA_CONV_XPROJ=1)
- *   xc <- y      = bidirectional scan (dt_proj, softplus, D, gate)    vimk_scan
+ *   xc <- y      = bidirectional scan (dt_proj, softplus, D, gate SiLU(z))   vimk_scan
+ *                  (VIM_CUDA_GATE_IN_CONV=1, or the fused conv: the conv writes
+ *                  z <- SiLU(z) instead, vimk_conv_gate)
  *   residual    += [y_f | y_b] x [W_out/2 | W_out/2]^T     cuBLAS, fp32 accumulate
  *
  * The last layer's out_proj runs on the class-token rows only.
@@ -33,7 +35,7 @@
  * <= 256 tokens), so the workspace (one layer's activations for one pass)
  * is independent of depth and bounded in the batch. Tuning knobs for bench/ (environment, read when a runner is
  * made): VIM_CUDA_PASS_TOKENS, VIM_CUDA_SCAN_LANES, VIM_CUDA_SCAN_CHUNKS,
- * VIM_CUDA_SCAN_POLY, VIM_CUDA_CONV_XPROJ=1, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1, VIM_CUDA_GEMM=lt
+ * VIM_CUDA_SCAN_POLY, VIM_CUDA_CONV_XPROJ=1, VIM_CUDA_GATE_IN_CONV=1, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1, VIM_CUDA_GEMM=lt
  * or tuned (cuBLASLt, gemm_cuda.c; default cuBLAS) and, read by the kernels,
  * VIM_CUDA_SCAN_VERSION=1/2/3 for an earlier scan.
  */
@@ -522,6 +524,7 @@ typedef struct {
   int pass_images;            /* most images per pass */
   int scan_lanes, scan_chunks, scan_poly;  /* 0 / -1 = kernel's choice */
   gboolean conv_xproj;        /* conv, gate and x_proj in one launch (vimk_conv_xproj) */
+  gboolean gate_in_scan;      /* the scan applies SiLU(z); the conv leaves z (vimk_conv) */
   gboolean profile;           /* VIM_CUDA_PROFILE: stage times of a forward */
   gboolean use_graphs;
 
@@ -921,8 +924,12 @@ enqueue_pass (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **e
               cr->dbl, w->ldd, m, L, E, c->d_conv, s), "conv1d + x_proj");
       prof_mark (cr, ST_CONV);
     } else {
-      CKK (vimk_conv_gate (t.xz, t.act, cr->xz, cr->xcy, ly->conv_w, ly->conv_b, m, L, E,
-              c->d_conv, s), "conv1d");
+      if (cr->gate_in_scan)
+        CKK (vimk_conv (t.xz, t.act, cr->xz, cr->xcy, ly->conv_w, ly->conv_b, m, L, E,
+                c->d_conv, s), "conv1d");
+      else
+        CKK (vimk_conv_gate (t.xz, t.act, cr->xz, cr->xcy, ly->conv_w, ly->conv_b, m, L, E,
+                c->d_conv, s), "conv1d");
       prof_mark (cr, ST_CONV);
       /* both directions: weights [d], input columns d*E.., outputs dbl[d] */
       if (!gemm_batched (cr, t.act, w->ldd, rows, E, ly->x_w, E, (long long) w->ldx * E,
@@ -935,7 +942,7 @@ enqueue_pass (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **e
       .nseq = m, .L = L, .E = E, .N = N, .R = c->dt_rank, .r_pad = w->r_pad,
       .dbl = cr->dbl, .ldd = w->ldd, .b_off = w->b_off,
       .gate = (const guint8 *) cr->xz + (size_t) E * cr->ts_xz, .ld_gate = 2 * E,
-      .gate_dtype = t.xz,
+      .gate_dtype = t.xz, .gate_silu = cr->gate_in_scan,
       .xy = cr->xcy, .ld_xy = 2 * E,
       .A2 = ly->A2, .Wdt = ly->dt_w, .bdt = ly->dt_b, .Dv = ly->Dv,
       .lanes = cr->scan_lanes, .chunks = cr->scan_chunks, .poly_exps = cr->scan_poly,
@@ -1672,6 +1679,9 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
   cr->conv_xproj = VIM_CUDA_MIN_SM >= 80 && env_int ("VIM_CUDA_CONV_XPROJ", 0) != 0
       && vimk_conv_xproj_supported (cr->w->t.xz, cr->w->t.act, c->d_inner, c->d_conv,
           cr->w->ldd);
+  /* SiLU(z) in the scan rather than the conv, which then neither reads nor
+   * writes z (VIM_CUDA_GATE_IN_CONV=1: the conv gates, as before) */
+  cr->gate_in_scan = !cr->conv_xproj && env_int ("VIM_CUDA_GATE_IN_CONV", 0) == 0;
   cr->use_graphs = env_int ("VIM_CUDA_GRAPHS", 1) != 0;
   cr->graphs = g_array_new (FALSE, TRUE, sizeof (GraphEntry));
   return TRUE;

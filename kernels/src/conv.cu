@@ -1,4 +1,5 @@
-/* Depthwise conv1d + SiLU for both scan directions, and the SiLU(z) gate. */
+/* Depthwise conv1d + SiLU for both scan directions, and (vimk_conv_gate)
+ * the SiLU(z) gate; vimk_conv leaves z for the scan to gate with. */
 #include "common.cuh"
 #include <stdlib.h>
 
@@ -10,7 +11,7 @@ constexpr int kMaxK = 8;
 constexpr int kTokensPerThread = 4;
 
 /* grid: (ceil(E / blockDim), ceil(L / kTokensPerThread), nseq) */
-template <typename T, typename TC>
+template <typename T, typename TC, bool GATE>
 __global__ void conv_gate_kernel (T *__restrict__ xz, TC *__restrict__ xc,
     const float *__restrict__ conv_w, const float *__restrict__ conv_b,
     int L, int E, int K)
@@ -49,6 +50,8 @@ __global__ void conv_gate_kernel (T *__restrict__ xz, TC *__restrict__ xc,
     st (xc + row * pitch + c, silu_f (af));
     st (xc + row * pitch + E + c, silu_f (ab));
   }
+  if (!GATE)
+    return;
   /* The gate last (z is read only here), loads before stores */
   float z[kTokensPerThread];
 #pragma unroll
@@ -80,7 +83,7 @@ template <> struct Pair<__nv_bfloat16> {
 };
 
 /* grid: (ceil(E / 2 / blockDim), ceil(L / kTile), nseq) */
-template <typename T, typename TC, int kTile>
+template <typename T, typename TC, int kTile, bool GATE>
 __global__ void conv_gate_pair_kernel (T *__restrict__ xz, TC *__restrict__ xc,
     const float *__restrict__ conv_w, const float *__restrict__ conv_b, int L, int E)
 {
@@ -127,6 +130,8 @@ __global__ void conv_gate_pair_kernel (T *__restrict__ xz, TC *__restrict__ xc,
       Pair<TC>::store (xc + row * pitch + E + c, make_float2 (silu_f (ab.x), silu_f (ab.y)));
     }
   }
+  if (!GATE)
+    return;
   /* The gate after the conv (its window's registers are free by then), all
    * z loads before the first z store: the compiler cannot move a load of xz
    * above a store through xz, so a load-silu-store per token cost one DRAM
@@ -169,7 +174,7 @@ int pair_tile ()
   return v;
 }
 
-template <int kTile>
+template <int kTile, bool GATE>
 cudaError_t launch_pair (VimkDType xz_dt, VimkDType xc_dt, void *xz, void *xc,
     const float *conv_w, const float *conv_b, int nseq, int L, int E, cudaStream_t stream)
 {
@@ -177,15 +182,46 @@ cudaError_t launch_pair (VimkDType xz_dt, VimkDType xc_dt, void *xz, void *xc,
   const int threads = pairs >= 64 ? 64 : 32 * (int) cdiv (pairs, 32);
   dim3 g2 ((unsigned) cdiv (pairs, threads), (unsigned) cdiv (L, kTile), (unsigned) nseq);
   if (xz_dt == VIMK_F32 && xc_dt == VIMK_BF16) {
-    conv_gate_pair_kernel<float, __nv_bfloat16, kTile><<<g2, threads, 0, stream>>> ((float *) xz,
+    conv_gate_pair_kernel<float, __nv_bfloat16, kTile, GATE><<<g2, threads, 0, stream>>> ((float *) xz,
         (__nv_bfloat16 *) xc, conv_w, conv_b, L, E);
     return cudaGetLastError ();
   }
   if (xz_dt != xc_dt)
     return cudaErrorInvalidValue;
   VIMK_DISPATCH_DTYPE (xz_dt, T,
-      conv_gate_pair_kernel<T, T, kTile><<<g2, threads, 0, stream>>> ((T *) xz, (T *) xc,
+      conv_gate_pair_kernel<T, T, kTile, GATE><<<g2, threads, 0, stream>>> ((T *) xz, (T *) xc,
           conv_w, conv_b, L, E));
+  return cudaGetLastError ();
+}
+
+template <bool GATE>
+cudaError_t conv (VimkDType xz_dt, VimkDType xc_dt, void *xz, void *xc,
+    const float *conv_w, const float *conv_b, int nseq, int L, int E, int K,
+    cudaStream_t stream)
+{
+  if (nseq <= 0 || L <= 0)
+    return cudaSuccess;
+  if (K < 1 || K > kMaxK || nseq > 65535)
+    return cudaErrorInvalidValue;
+  if (K == kK && E % 2 == 0 && !force_generic ()) {
+    switch (pair_tile ()) {
+      case 2: return launch_pair<2, GATE> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
+      case 4: return launch_pair<4, GATE> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
+      default: return launch_pair<8, GATE> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
+    }
+  }
+  const int threads = E >= 128 ? 128 : 32 * (int) cdiv (E, 32);
+  dim3 grid ((unsigned) cdiv (E, threads), (unsigned) cdiv (L, kTokensPerThread), (unsigned) nseq);
+  if (xz_dt == VIMK_F32 && xc_dt == VIMK_BF16) {
+    conv_gate_kernel<float, __nv_bfloat16, GATE><<<grid, threads, 0, stream>>> ((float *) xz,
+        (__nv_bfloat16 *) xc, conv_w, conv_b, L, E, K);
+    return cudaGetLastError ();
+  }
+  if (xz_dt != xc_dt)
+    return cudaErrorInvalidValue;
+  VIMK_DISPATCH_DTYPE (xz_dt, T,
+      conv_gate_kernel<T, T, GATE><<<grid, threads, 0, stream>>> ((T *) xz, (T *) xc,
+          conv_w, conv_b, L, E, K));
   return cudaGetLastError ();
 }
 
@@ -196,28 +232,14 @@ vimk_conv_gate (VimkDType xz_dt, VimkDType xc_dt, void *xz, void *xc,
     const float *conv_w, const float *conv_b, int nseq, int L, int E, int K,
     cudaStream_t stream)
 {
-  if (nseq <= 0 || L <= 0)
-    return cudaSuccess;
-  if (K < 1 || K > kMaxK || nseq > 65535)
-    return cudaErrorInvalidValue;
-  if (K == kK && E % 2 == 0 && !force_generic ()) {
-    switch (pair_tile ()) {
-      case 2: return launch_pair<2> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
-      case 4: return launch_pair<4> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
-      default: return launch_pair<8> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
-    }
-  }
-  const int threads = E >= 128 ? 128 : 32 * (int) cdiv (E, 32);
-  dim3 grid ((unsigned) cdiv (E, threads), (unsigned) cdiv (L, kTokensPerThread), (unsigned) nseq);
-  if (xz_dt == VIMK_F32 && xc_dt == VIMK_BF16) {
-    conv_gate_kernel<float, __nv_bfloat16><<<grid, threads, 0, stream>>> ((float *) xz,
-        (__nv_bfloat16 *) xc, conv_w, conv_b, L, E, K);
-    return cudaGetLastError ();
-  }
-  if (xz_dt != xc_dt)
-    return cudaErrorInvalidValue;
-  VIMK_DISPATCH_DTYPE (xz_dt, T,
-      conv_gate_kernel<T, T><<<grid, threads, 0, stream>>> ((T *) xz, (T *) xc,
-          conv_w, conv_b, L, E, K));
-  return cudaGetLastError ();
+  return conv<true> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, K, stream);
+}
+
+extern "C" cudaError_t
+vimk_conv (VimkDType xz_dt, VimkDType xc_dt, const void *xz, void *xc,
+    const float *conv_w, const float *conv_b, int nseq, int L, int E, int K,
+    cudaStream_t stream)
+{
+  /* the kernels write xz only when they gate */
+  return conv<false> (xz_dt, xc_dt, (void *) xz, xc, conv_w, conv_b, nseq, L, E, K, stream);
 }

@@ -120,6 +120,7 @@ scan_kernel (ScanParams sp)
   const int xstr = (int) (dir ? -a.ld_xy : a.ld_xy);
   const TG *gate0 = gate + row0 * a.ld_gate + c;
   const int gstr = (int) (dir ? -a.ld_gate : a.ld_gate);
+  const bool gate_silu = a.gate_silu != 0;
 
   float A2[NS], h[NS];
 #pragma unroll
@@ -261,11 +262,12 @@ scan_kernel (ScanParams sp)
       if (!SUMMARY) {
         butterfly<G, G / 2> (p, g);
         if (valid && active) {
+          const float gv = gate_silu ? silu_f (gc[m]) : gc[m];
           if constexpr (V2) {
-            st (xy0 + s * xstr, (p[0] + Dv * u) * gc[m]);
+            st (xy0 + s * xstr, (p[0] + Dv * u) * gv);
           } else {
             const int64_t row = token_row (s);
-            st (xy + row * a.ld_xy + col, (p[0] + Dv * u) * gc[m]);
+            st (xy + row * a.ld_xy + col, (p[0] + Dv * u) * gv);
           }
         }
       }

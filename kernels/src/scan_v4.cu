@@ -142,6 +142,7 @@ scan_v4 (ScanParams sp)
   const TG *gw = (const TG *) a.gate + row0 * a.ld_gate + c_w0;
   const int gstr = (int) (dir ? -a.ld_gate : a.ld_gate);
   const int64_t pc = (int64_t) dir * E + c;   /* parameter row */
+  const bool gate_silu = a.gate_silu != 0;
 
   float A2[NS], h[NS];
 #pragma unroll
@@ -234,7 +235,10 @@ scan_v4 (ScanParams sp)
       if (!SUMMARY) {
         butterfly<G, G / 2> (p, g);
         /* y replaces u in the tile (rows past s1 are not stored) */
-        tu[r * CW + cw] = Cvt<T>::store ((p[0] + Dv * u) * Cvt<TG>::load (tg[r * CW + cw]));
+        float gv = Cvt<TG>::load (tg[r * CW + cw]);
+        if (gate_silu)
+          gv = silu_f (gv);
+        tu[r * CW + cw] = Cvt<T>::store ((p[0] + Dv * u) * gv);
       }
     }
     if (!SUMMARY) {

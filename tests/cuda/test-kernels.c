@@ -132,30 +132,41 @@ conv_case_free (ConvCase *cc)
 }
 
 /* xc and the gate written by the GPU (xz2 = xz after the launch) against
- * the reference; the x half of xz must be untouched */
+ * the reference; the x half of xz must be untouched, and z too unless
+ * gated */
 static void
 check_conv_outputs (const char *what, int dt, int xz_dt, const ConvCase *cc, const void *xc,
-    const void *xz2, size_t rows, int E, int K)
+    const void *xz2, size_t rows, int E, int K, int gated)
 {
   double e1 = rel_err (dt, xc, cc->ref_xc, rows * 2 * E);
   double mz = 0, mr = 0;
-  int x_changed = 0;
+  int x_changed = 0, z_changed = 0;
   for (size_t r = 0; r < rows; r++)
     for (int c = 0; c < E; c++) {
       mz = fmax (mz, fabs (tu_load (xz_dt, xz2, r * 2 * E + E + c) - cc->ref_z[r * E + c]));
       mr = fmax (mr, fabs (cc->ref_z[r * E + c]));
       x_changed += tu_load (xz_dt, xz2, r * 2 * E + c) != tu_load (xz_dt, cc->xz, r * 2 * E + c);
+      z_changed += tu_load (xz_dt, xz2, r * 2 * E + E + c)
+          != tu_load (xz_dt, cc->xz, r * 2 * E + E + c);
     }
   double e2 = isfinite (mz) ? mz / mr : INFINITY;
   CHECK (e1 <= out_tol[dt], "%s %s K=%d E=%d: xc rel err %.3g", what, tu_dt_names[dt], K, E, e1);
-  CHECK (e2 <= out_tol[dt], "%s %s K=%d E=%d: gate rel err %.3g", what, tu_dt_names[dt], K, E, e2);
+  if (gated)
+    CHECK (e2 <= out_tol[dt], "%s %s K=%d E=%d: gate rel err %.3g", what, tu_dt_names[dt], K, E, e2);
+  else
+    CHECK (z_changed == 0, "%s %s: z part of xz modified (%d)", what, tu_dt_names[dt], z_changed);
   CHECK (x_changed == 0, "%s %s: x part of xz modified (%d)", what, tu_dt_names[dt], x_changed);
-  printf ("%s %s (xz %s) K=%d E=%d: xc %.2e gate %.2e\n", what, tu_dt_names[dt],
-      tu_dt_names[xz_dt], K, E, e1, e2);
+  if (gated)
+    printf ("%s %s (xz %s) K=%d E=%d: xc %.2e gate %.2e\n", what, tu_dt_names[dt],
+        tu_dt_names[xz_dt], K, E, e1, e2);
+  else
+    printf ("%s (no gate) %s (xz %s) K=%d E=%d: xc %.2e, z untouched\n", what, tu_dt_names[dt],
+        tu_dt_names[xz_dt], K, E, e1);
 }
 
+/* gated: vimk_conv_gate (z <- silu(z)), else vimk_conv (z left alone) */
 static void
-test_conv (int dt, int nseq, int L, int E, int K, int xz_dt)
+test_conv (int dt, int nseq, int L, int E, int K, int xz_dt, int gated)
 {
   /* xz in xz_dt (the bf16 runner keeps it in fp32), xc in dt */
   size_t rows = (size_t) nseq * L, n2 = rows * 2 * E;
@@ -163,11 +174,14 @@ test_conv (int dt, int nseq, int L, int E, int K, int xz_dt)
   void *dxz = dev_upload (cc.xz, n2 * tu_size (xz_dt));
   void *dw = dev_upload (cc.w, (size_t) 2 * E * K * 4), *db = dev_upload (cc.b, (size_t) 2 * E * 4);
   void *dxc = dev_poison (n2 * tu_size (dt));
-  CU (vimk_conv_gate (xz_dt, dt, dxz, dxc, dw, db, nseq, L, E, K, 0));
+  if (gated)
+    CU (vimk_conv_gate (xz_dt, dt, dxz, dxc, dw, db, nseq, L, E, K, 0));
+  else
+    CU (vimk_conv (xz_dt, dt, dxz, dxc, dw, db, nseq, L, E, K, 0));
   void *xc = malloc (n2 * tu_size (dt)), *xz2 = malloc (n2 * tu_size (xz_dt));
   dev_download (xc, dxc, n2 * tu_size (dt));
   dev_download (xz2, dxz, n2 * tu_size (xz_dt));
-  check_conv_outputs ("conv", dt, xz_dt, &cc, xc, xz2, rows, E, K);
+  check_conv_outputs ("conv", dt, xz_dt, &cc, xc, xz2, rows, E, K, gated);
   cudaFree (dxz); cudaFree (dw); cudaFree (db); cudaFree (dxc);
   conv_case_free (&cc);
   free (xc); free (xz2);
@@ -202,7 +216,7 @@ test_conv_xproj (int dt, int nseq, int L, int E, int ldd, int xz_dt)
   dev_download (xc, dxc, n2 * tu_size (dt));
   dev_download (xz2, dxz, n2 * tu_size (xz_dt));
   dev_download (dbl, ddbl, nd * 4);
-  check_conv_outputs ("conv_xproj", dt, xz_dt, &cc, xc, xz2, rows, E, K);
+  check_conv_outputs ("conv_xproj", dt, xz_dt, &cc, xc, xz2, rows, E, K, 1);
   double *ref = malloc (nd * 8);
   for (int d = 0; d < 2; d++)
     for (size_t r = 0; r < rows; r++)
@@ -224,6 +238,7 @@ test_conv_xproj (int dt, int nseq, int L, int E, int ldd, int xz_dt)
 
 /* ---- scan ---- */
 static int scan_version;              /* VimkScanArgs.version of the next test_scan */
+static int scan_gate_silu;            /* VimkScanArgs.gate_silu of the next test_scan */
 
 static void
 test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, int thr,
@@ -280,7 +295,8 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
             h[n] = exp2 (delta * A2[((size_t) d * E + c) * N + n]) * h[n] + delta * u * p[b_off + n];
             y += p[b_off + N + n] * h[n];
           }
-          y = (y + Dv[d * E + c] * u) * tu_load (gdt, gate, row * 2 * E + c);
+          const double gv = tu_load (gdt, gate, row * 2 * E + c);
+          y = (y + Dv[d * E + c] * u) * (scan_gate_silu ? silu_d (gv) : gv);
           ref[row * 2 * E + (size_t) d * E + c] = y;
         }
       }
@@ -294,6 +310,7 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
     .dbl = ddbl, .ldd = ldd, .b_off = b_off, .gate = dgate, .ld_gate = 2 * E,
     .gate_dtype = gdt, .xy = dxy, .ld_xy = 2 * E, .A2 = dA2, .Wdt = dWdt, .bdt = dbdt,
     .Dv = dDv, .lanes = lanes, .chunks = chunks, .poly_exps = poly, .version = scan_version,
+    .gate_silu = scan_gate_silu,
   };
   int G = 0, P = 0;
   vimk_scan_plan (nseq, L, E, N, lanes, chunks, &G, &P);
@@ -305,12 +322,13 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
   void *out = malloc (rows * 2 * E * tu_size (dt));
   dev_download (out, dxy, rows * 2 * E * tu_size (dt));
   double err = rel_err (dt, out, ref, rows * 2 * E);
-  CHECK (err <= out_tol[dt], "scan v%d %s (gate %s) nseq=%d L=%d E=%d N=%d R=%d lanes=%d(%d) "
-      "chunks=%d(%d) poly=%d: rel err %.3g", scan_version, tu_dt_names[dt], tu_dt_names[gdt], nseq,
-      L, E, N, R, lanes, G, chunks, P, poly, err);
-  printf ("scan v%d %s (gate %s) nseq=%d L=%d E=%d N=%d R=%d lanes=%d(%d) chunks=%d(%d) poly=%d: %.2e\n",
-      scan_version, tu_dt_names[dt], tu_dt_names[gdt], nseq, L, E, N, R, lanes, G, chunks, P, poly,
-      err);
+  const char *gm = scan_gate_silu ? "silu(z)" : "gate";
+  CHECK (err <= out_tol[dt], "scan v%d %s (%s %s) nseq=%d L=%d E=%d N=%d R=%d lanes=%d(%d) "
+      "chunks=%d(%d) poly=%d: rel err %.3g", scan_version, tu_dt_names[dt], gm, tu_dt_names[gdt],
+      nseq, L, E, N, R, lanes, G, chunks, P, poly, err);
+  printf ("scan v%d %s (%s %s) nseq=%d L=%d E=%d N=%d R=%d lanes=%d(%d) chunks=%d(%d) poly=%d: %.2e\n",
+      scan_version, tu_dt_names[dt], gm, tu_dt_names[gdt], nseq, L, E, N, R, lanes, G, chunks, P,
+      poly, err);
   if (dws)
     cudaFree (dws);
   cudaFree (ddbl); cudaFree (dgate); cudaFree (dxy); cudaFree (dA2); cudaFree (dWdt);
@@ -463,12 +481,14 @@ main (void)
     test_rmsnorm (dt, 21, 50, 52);
     test_rmsnorm (dt, 9, 768, 772);        /* 6 float4 per lane */
     test_rmsnorm (dt, 5, 1040, 1040);      /* past the register path */
-    test_conv (dt, 3, 37, 40, 4, dt);
-    test_conv (dt, 2, 5, 24, 3, dt);
-    test_conv (dt, 2, 19, 21, 4, dt);      /* odd E: the generic path */
-    test_conv (dt, 1, 3, 64, 4, dt);       /* L shorter than the halo */
-    if (dt == 2)
-      test_conv (dt, 3, 37, 40, 4, 0);
+    for (int gated = 1; gated >= 0; gated--) {
+      test_conv (dt, 3, 37, 40, 4, dt, gated);
+      test_conv (dt, 2, 5, 24, 3, dt, gated);
+      test_conv (dt, 2, 19, 21, 4, dt, gated);      /* odd E: the generic path */
+      test_conv (dt, 1, 3, 64, 4, dt, gated);       /* L shorter than the halo */
+      if (dt == 2)
+        test_conv (dt, 3, 37, 40, 4, 0, gated);
+    }
     /* one launch with x_proj (16-bit only): Vim-Ti/S/B widths, tiles of 32
      * and 16 rows spanning sequences, a last tile part-filled, L below the
      * halo; bf16 also with the fp32 xz the bf16 runner uses */
@@ -519,7 +539,19 @@ main (void)
       if (dt == 2)
         test_scan (dt, 2, 53, 64, 16, 12, 1, 0, -1, 2, 0);
       test_scan (dt, 3, 40, 64, 16, 12, 0, -1, -1, 0, dt);
+      /* SiLU(z) in the scan (the runner's default): one lane with the
+       * polynomial, lanes with chunks, bf16 with an fp32 z; V2 too */
+      scan_gate_silu = 1;
+      test_scan (dt, 2, 53, 64, 16, 12, 1, -1, -1, 1, dt);
+      test_scan (dt, 2, 301, 64, 16, 24, 4, 0, -1, 9, dt);
+      if (dt == 2)
+        test_scan (dt, 2, 53, 64, 16, 12, 1, 0, -1, 2, 0);
+      scan_gate_silu = 0;
     }
+    scan_version = 2;
+    scan_gate_silu = 1;
+    test_scan (dt, 2, 53, 44, 16, 12, 2, 0, -1, 2, dt);
+    scan_gate_silu = 0;
     scan_version = 0;
   }
   {
