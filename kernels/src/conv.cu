@@ -50,17 +50,17 @@ __global__ void conv_gate_kernel (T *__restrict__ xz, TC *__restrict__ xc,
     st (xc + row * pitch + c, silu_f (af));
     st (xc + row * pitch + E + c, silu_f (ab));
   }
-  if (!GATE)
-    return;
-  /* The gate last (z is read only here), loads before stores */
-  float z[kTokensPerThread];
+  if constexpr (GATE) {
+    /* The gate last (z is read only here), loads before stores */
+    float z[kTokensPerThread];
 #pragma unroll
-  for (int i = 0; i < kTokensPerThread; i++)
-    z[i] = t0 + i < L ? ld<T> (xz + (base + t0 + i) * pitch + E + c) : 0.f;
+    for (int i = 0; i < kTokensPerThread; i++)
+      z[i] = t0 + i < L ? ld<T> (xz + (base + t0 + i) * pitch + E + c) : 0.f;
 #pragma unroll
-  for (int i = 0; i < kTokensPerThread; i++)
-    if (t0 + i < L)
-      st (xz + (base + t0 + i) * pitch + E + c, silu_f (z[i]));
+    for (int i = 0; i < kTokensPerThread; i++)
+      if (t0 + i < L)
+        st (xz + (base + t0 + i) * pitch + E + c, silu_f (z[i]));
+  }
 }
 
 /* Fast path for K = 4 and even E: a thread takes a channel pair (16- or
@@ -130,23 +130,117 @@ __global__ void conv_gate_pair_kernel (T *__restrict__ xz, TC *__restrict__ xc,
       Pair<TC>::store (xc + row * pitch + E + c, make_float2 (silu_f (ab.x), silu_f (ab.y)));
     }
   }
-  if (!GATE)
+  if constexpr (GATE) {
+    /* The gate after the conv (its window's registers are free by then), all
+     * z loads before the first z store: the compiler cannot move a load of xz
+     * above a store through xz, so a load-silu-store per token cost one DRAM
+     * round trip per token */
+    float2 zv[kTile];
+#pragma unroll
+    for (int i = 0; i < kTile; i++) {
+      const int t = t0 + i;
+      zv[i] = t < L ? Pair<T>::load (xz + (base + t) * pitch + E + c) : make_float2 (0.f, 0.f);
+    }
+#pragma unroll
+    for (int i = 0; i < kTile; i++)
+      if (t0 + i < L)
+        Pair<T>::store (xz + (base + t0 + i) * pitch + E + c,
+            make_float2 (silu_f (zv[i].x), silu_f (zv[i].y)));
+  }
+}
+
+/* The conv without the gate for K = 4 and E % 4 == 0: a thread takes 4
+ * channels (one 8-byte load of 16-bit x, 16 bytes of fp32) and kTile
+ * tokens, so a warp moves 256-512 contiguous bytes per row; the weights of
+ * a channel's 4 taps are one float4. Twice the bytes per instruction of
+ * the pair kernel and a 1.75x (kTile 8) instead of 2.5x halo overhead. */
+template <typename T> struct Quad;
+template <> struct Quad<float> {
+  static __device__ __forceinline__ float4 load (const float *p) { return *(const float4 *) p; }
+  static __device__ __forceinline__ void store (float *p, float4 v) { *(float4 *) p = v; }
+};
+template <> struct Quad<__half> {
+  static __device__ __forceinline__ float4 load (const __half *p)
+  {
+    const uint2 r = *(const uint2 *) p;
+    const float2 a = __half22float2 (*(const __half2 *) &r.x), b = __half22float2 (*(const __half2 *) &r.y);
+    return make_float4 (a.x, a.y, b.x, b.y);
+  }
+  static __device__ __forceinline__ void store (__half *p, float4 v)
+  {
+    const __half2 a = __floats2half2_rn (v.x, v.y), b = __floats2half2_rn (v.z, v.w);
+    *(uint2 *) p = make_uint2 (*(const unsigned *) &a, *(const unsigned *) &b);
+  }
+};
+template <> struct Quad<__nv_bfloat16> {
+  static __device__ __forceinline__ float4 load (const __nv_bfloat16 *p)
+  {
+    const uint2 r = *(const uint2 *) p;
+    const float2 a = __bfloat1622float2 (*(const __nv_bfloat162 *) &r.x);
+    const float2 b = __bfloat1622float2 (*(const __nv_bfloat162 *) &r.y);
+    return make_float4 (a.x, a.y, b.x, b.y);
+  }
+  static __device__ __forceinline__ void store (__nv_bfloat16 *p, float4 v)
+  {
+    const __nv_bfloat162 a = __floats2bfloat162_rn (v.x, v.y), b = __floats2bfloat162_rn (v.z, v.w);
+    *(uint2 *) p = make_uint2 (*(const unsigned *) &a, *(const unsigned *) &b);
+  }
+};
+
+__device__ __forceinline__ float4 silu4 (float4 v)
+{
+  return make_float4 (silu_f (v.x), silu_f (v.y), silu_f (v.z), silu_f (v.w));
+}
+
+/* grid: (ceil(E / 4 / blockDim), ceil(L / kTile), nseq) */
+template <typename T, typename TC, int kTile>
+__global__ void conv_quad_kernel (const T *__restrict__ xz, TC *__restrict__ xc,
+    const float4 *__restrict__ conv_w, const float *__restrict__ conv_b, int L, int E)
+{
+  const int cq = blockIdx.x * blockDim.x + threadIdx.x;
+  if (4 * cq >= E)
     return;
-  /* The gate after the conv (its window's registers are free by then), all
-   * z loads before the first z store: the compiler cannot move a load of xz
-   * above a store through xz, so a load-silu-store per token cost one DRAM
-   * round trip per token */
-  float2 zv[kTile];
+  const int c = 4 * cq;
+  const int t0 = blockIdx.y * kTile;
+  const int64_t pitch = 2 * (int64_t) E;
+  const int64_t base = (int64_t) blockIdx.z * L;
+  constexpr int W = kTile + 2 * (kK - 1);
+  float4 win[W];
+#pragma unroll
+  for (int i = 0; i < W; i++) {
+    const int t = t0 - (kK - 1) + i;
+    win[i] = (t >= 0 && t < L) ? Quad<T>::load (xz + (base + t) * pitch + c)
+                               : make_float4 (0.f, 0.f, 0.f, 0.f);
+  }
+  /* taps of channel c + j: forward wf[j], backward wb[j] */
+  float4 wf[4], wb[4];
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    wf[j] = conv_w[c + j];
+    wb[j] = conv_w[E + c + j];
+  }
+  const float4 bf = *(const float4 *) (conv_b + c), bb = *(const float4 *) (conv_b + E + c);
 #pragma unroll
   for (int i = 0; i < kTile; i++) {
     const int t = t0 + i;
-    zv[i] = t < L ? Pair<T>::load (xz + (base + t) * pitch + E + c) : make_float2 (0.f, 0.f);
+    if (t < L) {
+      /* forward: x[t-3..t] with taps 0..3; backward: x[t+3..t] with taps 0..3 */
+      const float4 x0 = win[i], x1 = win[i + 1], x2 = win[i + 2], x3 = win[i + 3];
+      const float4 x4 = win[i + 4], x5 = win[i + 5], x6 = win[i + 6];
+      float4 af, ab;
+      af.x = bf.x + wf[0].x * x0.x + wf[0].y * x1.x + wf[0].z * x2.x + wf[0].w * x3.x;
+      af.y = bf.y + wf[1].x * x0.y + wf[1].y * x1.y + wf[1].z * x2.y + wf[1].w * x3.y;
+      af.z = bf.z + wf[2].x * x0.z + wf[2].y * x1.z + wf[2].z * x2.z + wf[2].w * x3.z;
+      af.w = bf.w + wf[3].x * x0.w + wf[3].y * x1.w + wf[3].z * x2.w + wf[3].w * x3.w;
+      ab.x = bb.x + wb[0].x * x6.x + wb[0].y * x5.x + wb[0].z * x4.x + wb[0].w * x3.x;
+      ab.y = bb.y + wb[1].x * x6.y + wb[1].y * x5.y + wb[1].z * x4.y + wb[1].w * x3.y;
+      ab.z = bb.z + wb[2].x * x6.z + wb[2].y * x5.z + wb[2].z * x4.z + wb[2].w * x3.z;
+      ab.w = bb.w + wb[3].x * x6.w + wb[3].y * x5.w + wb[3].z * x4.w + wb[3].w * x3.w;
+      const int64_t row = base + t;
+      Quad<TC>::store (xc + row * pitch + c, silu4 (af));
+      Quad<TC>::store (xc + row * pitch + E + c, silu4 (ab));
+    }
   }
-#pragma unroll
-  for (int i = 0; i < kTile; i++)
-    if (t0 + i < L)
-      Pair<T>::store (xz + (base + t0 + i) * pitch + E + c,
-          make_float2 (silu_f (zv[i].x), silu_f (zv[i].y)));
 }
 
 bool force_generic ()
@@ -172,6 +266,46 @@ int pair_tile ()
     v = t == 2 || t == 4 || t == 8 ? t : 4;
   }
   return v;
+}
+
+/* the quad kernel for the conv without the gate from 8192 rows on
+ * (VIMK_CONV_QUAD=0: never, 1: always, for bench/) */
+bool use_quad (int64_t rows)
+{
+  static int v = -1;
+  if (v < 0) {
+    const char *e = getenv ("VIMK_CONV_QUAD");
+    v = e && (*e == '0' || *e == '1') ? *e - '0' : 2;
+  }
+  return v == 2 ? rows >= 8192 : v == 1;
+}
+
+template <int kTile>
+cudaError_t launch_quad (VimkDType xz_dt, VimkDType xc_dt, const void *xz, void *xc,
+    const float *conv_w, const float *conv_b, int nseq, int L, int E, cudaStream_t stream)
+{
+  /* whole warps that divide the channel quads where they can (Vim-Ti: 96
+   * of 96), so no block runs idle warps */
+  const int quads = E / 4;
+  int threads = quads >= 64 ? 64 : 32 * (int) cdiv (quads, 32);
+  for (int t = 128; t >= 64; t -= 32)
+    if (quads % t == 0) {
+      threads = t;
+      break;
+    }
+  dim3 g4 ((unsigned) cdiv (quads, threads), (unsigned) cdiv (L, kTile), (unsigned) nseq);
+  const float4 *w4 = (const float4 *) conv_w;
+  if (xz_dt == VIMK_F32 && xc_dt == VIMK_BF16) {
+    conv_quad_kernel<float, __nv_bfloat16, kTile><<<g4, threads, 0, stream>>> ((const float *) xz,
+        (__nv_bfloat16 *) xc, w4, conv_b, L, E);
+    return cudaGetLastError ();
+  }
+  if (xz_dt != xc_dt)
+    return cudaErrorInvalidValue;
+  VIMK_DISPATCH_DTYPE (xz_dt, T,
+      conv_quad_kernel<T, T, kTile><<<g4, threads, 0, stream>>> ((const T *) xz, (T *) xc,
+          w4, conv_b, L, E));
+  return cudaGetLastError ();
 }
 
 template <int kTile, bool GATE>
@@ -203,6 +337,18 @@ cudaError_t conv (VimkDType xz_dt, VimkDType xc_dt, void *xz, void *xc,
     return cudaSuccess;
   if (K < 1 || K > kMaxK || nseq > 65535)
     return cudaErrorInvalidValue;
+  /* 16-byte alignment of the float4 weight and bias rows, 8 of the x rows.
+   * Passes of fewer rows keep the pair kernel: twice the threads, and it
+   * was 1% faster at batch 1-8 (bench/RESULTS.md) */
+  if (!GATE && K == kK && E % 4 == 0 && !force_generic () && use_quad ((int64_t) nseq * L)
+      && (uintptr_t) conv_w % 16 == 0 && (uintptr_t) conv_b % 16 == 0
+      && (uintptr_t) xz % 16 == 0 && (uintptr_t) xc % 16 == 0) {
+    switch (pair_tile ()) {
+      case 2: return launch_quad<2> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
+      case 4: return launch_quad<4> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
+      default: return launch_quad<8> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
+    }
+  }
   if (K == kK && E % 2 == 0 && !force_generic ()) {
     switch (pair_tile ()) {
       case 2: return launch_pair<2, GATE> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);

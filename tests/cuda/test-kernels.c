@@ -486,8 +486,12 @@ main (void)
       test_conv (dt, 2, 5, 24, 3, dt, gated);
       test_conv (dt, 2, 19, 21, 4, dt, gated);      /* odd E: the generic path */
       test_conv (dt, 1, 3, 64, 4, dt, gated);       /* L shorter than the halo */
-      if (dt == 2)
+      test_conv (dt, 2, 197, 384, 4, dt, gated);    /* Vim-Ti width */
+      test_conv (dt, 43, 197, 384, 4, dt, gated);   /* >= 8192 rows: the quad kernel */
+      if (dt == 2) {
         test_conv (dt, 3, 37, 40, 4, 0, gated);
+        test_conv (dt, 43, 197, 384, 4, 0, gated);
+      }
     }
     /* one launch with x_proj (16-bit only): Vim-Ti/S/B widths, tiles of 32
      * and 16 rows spanning sequences, a last tile part-filled, L below the
