@@ -353,7 +353,14 @@ weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, GError **erro
   cw->t = t;
   cw->r_pad = (R + 3) & ~3;
   cw->b_off = cw->r_pad;
-  cw->ldd = (cw->b_off + 2 * N + 3) & ~3;
+  /* x_proj output rows: a multiple of 8 floats. 4 would do for the scan's
+   * 16-byte copies, but for Vim-Ti's 44 columns cuBLAS then picked a GEMM
+   * kernel with 2-element alignment: 48 made x_proj 1.7x faster on an H200
+   * (Vim-Ti 224 batch 1 0.59 -> 0.55 ms, bench/RESULTS.md).
+   * VIM_CUDA_DBL_ALIGN=4|16 for bench/ */
+  const char *da = g_getenv ("VIM_CUDA_DBL_ALIGN");
+  const int dbl_align = da && (atoi (da) == 4 || atoi (da) == 16) ? atoi (da) : 8;
+  cw->ldd = (cw->b_off + 2 * N + dbl_align - 1) / dbl_align * dbl_align;
   cw->ldx = vimk_conv_xproj_columns (cw->ldd);
   cw->kp = 3 * P * P;
   cw->ldp = (cw->kp + 7) & ~7;
