@@ -30,14 +30,15 @@
  *   logits (f32) += W_cls x seg_g^T  per image, laid out (K, grid_h, grid_w)  cuBLAS
  *
  * vim_runner_segment then upsamples, reduces and counts per mask pixel on
- * the GPU (vimk_seg_masks). Images go
- * through the layers in passes of about 32k tokens (up to 256 images of
- * <= 256 tokens), so the workspace (one layer's activations for one pass)
- * is independent of depth and bounded in the batch. Tuning knobs for bench/ (environment, read when a runner is
+ * the GPU (vimk_seg_masks). Images go through the layers in passes of about
+ * 32k tokens (up to 256 images of <= 256 tokens), so the workspace (one
+ * layer's activations for one pass) is independent of depth and bounded in
+ * the batch. Tuning knobs for bench/ (environment, read when a runner is
  * made): VIM_CUDA_PASS_TOKENS, VIM_CUDA_SCAN_LANES, VIM_CUDA_SCAN_CHUNKS,
- * VIM_CUDA_SCAN_POLY, VIM_CUDA_CONV_XPROJ=1, VIM_CUDA_GATE_IN_CONV=1, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1, VIM_CUDA_GEMM=lt
- * or tuned (cuBLASLt, gemm_cuda.c; default cuBLAS) and, read by the kernels,
- * VIM_CUDA_SCAN_VERSION=1/2/3 for an earlier scan.
+ * VIM_CUDA_SCAN_POLY, VIM_CUDA_CONV_XPROJ=1, VIM_CUDA_GATE_IN_CONV=1,
+ * VIM_CUDA_DBL_ALIGN=4|16, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1,
+ * VIM_CUDA_GEMM=lt or tuned (cuBLASLt, gemm_cuda.c; default cuBLAS) and,
+ * read by the kernels, VIM_CUDA_SCAN_VERSION=1/2/3 for an earlier scan.
  */
 #include "vim-private.h"
 #include "vim-build-config.h"
@@ -335,6 +336,18 @@ align256 (size_t x)
   return (x + 255) & ~(size_t) 255;
 }
 
+/* an integer tuning knob from the environment, def when unset or malformed */
+static int
+env_int (const char *name, int def)
+{
+  const char *v = g_getenv (name);
+  if (v == NULL || *v == '\0')
+    return def;
+  char *end = NULL;
+  long x = strtol (v, &end, 10);
+  return (end && *end == '\0') ? (int) x : def;
+}
+
 /* Lays the weights out in one host buffer (converted), uploads it once. */
 static CudaWeights *
 weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, GError **error)
@@ -358,8 +371,8 @@ weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, GError **erro
    * kernel with 2-element alignment: 48 made x_proj 1.7x faster on an H200
    * (Vim-Ti 224 batch 1 0.59 -> 0.55 ms, bench/RESULTS.md).
    * VIM_CUDA_DBL_ALIGN=4|16 for bench/ */
-  const char *da = g_getenv ("VIM_CUDA_DBL_ALIGN");
-  const int dbl_align = da && (atoi (da) == 4 || atoi (da) == 16) ? atoi (da) : 8;
+  const int asked = env_int ("VIM_CUDA_DBL_ALIGN", 8);
+  const int dbl_align = asked == 4 || asked == 16 ? asked : 8;
   cw->ldd = (cw->b_off + 2 * N + dbl_align - 1) / dbl_align * dbl_align;
   cw->ldx = vimk_conv_xproj_columns (cw->ldd);
   cw->kp = 3 * P * P;
@@ -1577,17 +1590,6 @@ static const VimBackend cuda_backend = {
   .segment = cuda_segment,
   .free = cuda_free,
 };
-
-static int
-env_int (const char *name, int def)
-{
-  const char *v = g_getenv (name);
-  if (v == NULL || *v == '\0')
-    return def;
-  char *end = NULL;
-  long x = strtol (v, &end, 10);
-  return (end && *end == '\0') ? (int) x : def;
-}
 
 static gboolean
 runner_setup (VimRunner *r, CudaRunner *cr, GError **error)

@@ -25,6 +25,19 @@ template <> struct Cvt<__nv_bfloat16> {
   static __device__ __forceinline__ __nv_bfloat16 store (float v) { return __float2bfloat16_rn (v); }
 };
 
+/* a pair of 16-bit values <-> float2 */
+template <typename T> struct Two;
+template <> struct Two<__half> {
+  typedef __half2 type;
+  static __device__ __forceinline__ float2 get (type h) { return __half22float2 (h); }
+  static __device__ __forceinline__ type make (float a, float b) { return __floats2half2_rn (a, b); }
+};
+template <> struct Two<__nv_bfloat16> {
+  typedef __nv_bfloat162 type;
+  static __device__ __forceinline__ float2 get (type h) { return __bfloat1622float2 (h); }
+  static __device__ __forceinline__ type make (float a, float b) { return __floats2bfloat162_rn (a, b); }
+};
+
 template <typename T>
 __device__ __forceinline__ float ld (const T *p) { return Cvt<T>::load (*p); }
 template <typename T>

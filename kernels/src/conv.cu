@@ -68,18 +68,15 @@ __global__ void conv_gate_kernel (T *__restrict__ xz, TC *__restrict__ xc,
  * x values plus the 3 + 3 halo once into a register window. */
 constexpr int kK = 4;
 
-template <typename T> struct Pair;
+/* a channel pair <-> float2: one 4-byte access for 16-bit types, 8 for fp32 */
+template <typename T> struct Pair {
+  typedef typename Two<T>::type P;
+  static __device__ __forceinline__ float2 load (const T *p) { return Two<T>::get (*(const P *) p); }
+  static __device__ __forceinline__ void store (T *p, float2 v) { *(P *) p = Two<T>::make (v.x, v.y); }
+};
 template <> struct Pair<float> {
   static __device__ __forceinline__ float2 load (const float *p) { return *(const float2 *) p; }
   static __device__ __forceinline__ void store (float *p, float2 v) { *(float2 *) p = v; }
-};
-template <> struct Pair<__half> {
-  static __device__ __forceinline__ float2 load (const __half *p) { return __half22float2 (*(const __half2 *) p); }
-  static __device__ __forceinline__ void store (__half *p, float2 v) { *(__half2 *) p = __float22half2_rn (v); }
-};
-template <> struct Pair<__nv_bfloat16> {
-  static __device__ __forceinline__ float2 load (const __nv_bfloat16 *p) { return __bfloat1622float2 (*(const __nv_bfloat162 *) p); }
-  static __device__ __forceinline__ void store (__nv_bfloat16 *p, float2 v) { *(__nv_bfloat162 *) p = __float22bfloat162_rn (v); }
 };
 
 /* grid: (ceil(E / 2 / blockDim), ceil(L / kTile), nseq) */
@@ -153,38 +150,26 @@ __global__ void conv_gate_pair_kernel (T *__restrict__ xz, TC *__restrict__ xc,
  * channels (one 8-byte load of 16-bit x, 16 bytes of fp32) and kTile
  * tokens, so a warp moves 256-512 contiguous bytes per row; the weights of
  * a channel's 4 taps are one float4. Twice the bytes per instruction of
- * the pair kernel and a 1.75x (kTile 8) instead of 2.5x halo overhead. */
-template <typename T> struct Quad;
+ * the pair kernel and a 1.75x (kTile 8) instead of 2.5x halo overhead.
+ * Quad: 4 channels <-> float4, one 8-byte access for 16-bit types, 16 for
+ * fp32. */
+template <typename T> struct Quad {
+  typedef typename Two<T>::type P;
+  static __device__ __forceinline__ float4 load (const T *p)
+  {
+    const uint2 r = *(const uint2 *) p;
+    const float2 a = Two<T>::get (*(const P *) &r.x), b = Two<T>::get (*(const P *) &r.y);
+    return make_float4 (a.x, a.y, b.x, b.y);
+  }
+  static __device__ __forceinline__ void store (T *p, float4 v)
+  {
+    const P a = Two<T>::make (v.x, v.y), b = Two<T>::make (v.z, v.w);
+    *(uint2 *) p = make_uint2 (*(const unsigned *) &a, *(const unsigned *) &b);
+  }
+};
 template <> struct Quad<float> {
   static __device__ __forceinline__ float4 load (const float *p) { return *(const float4 *) p; }
   static __device__ __forceinline__ void store (float *p, float4 v) { *(float4 *) p = v; }
-};
-template <> struct Quad<__half> {
-  static __device__ __forceinline__ float4 load (const __half *p)
-  {
-    const uint2 r = *(const uint2 *) p;
-    const float2 a = __half22float2 (*(const __half2 *) &r.x), b = __half22float2 (*(const __half2 *) &r.y);
-    return make_float4 (a.x, a.y, b.x, b.y);
-  }
-  static __device__ __forceinline__ void store (__half *p, float4 v)
-  {
-    const __half2 a = __floats2half2_rn (v.x, v.y), b = __floats2half2_rn (v.z, v.w);
-    *(uint2 *) p = make_uint2 (*(const unsigned *) &a, *(const unsigned *) &b);
-  }
-};
-template <> struct Quad<__nv_bfloat16> {
-  static __device__ __forceinline__ float4 load (const __nv_bfloat16 *p)
-  {
-    const uint2 r = *(const uint2 *) p;
-    const float2 a = __bfloat1622float2 (*(const __nv_bfloat162 *) &r.x);
-    const float2 b = __bfloat1622float2 (*(const __nv_bfloat162 *) &r.y);
-    return make_float4 (a.x, a.y, b.x, b.y);
-  }
-  static __device__ __forceinline__ void store (__nv_bfloat16 *p, float4 v)
-  {
-    const __nv_bfloat162 a = __floats2bfloat162_rn (v.x, v.y), b = __floats2bfloat162_rn (v.z, v.w);
-    *(uint2 *) p = make_uint2 (*(const unsigned *) &a, *(const unsigned *) &b);
-  }
 };
 
 __device__ __forceinline__ float4 silu4 (float4 v)

@@ -33,19 +33,6 @@ namespace {
 constexpr int kK = 4;               /* conv taps: every Vim model */
 constexpr int kHalo = kK - 1;
 
-/* a pair of 16-bit values <-> float2 */
-template <typename T> struct Two;
-template <> struct Two<__half> {
-  typedef __half2 type;
-  static __device__ __forceinline__ float2 get (type h) { return __half22float2 (h); }
-  static __device__ __forceinline__ type make (float a, float b) { return __floats2half2_rn (a, b); }
-};
-template <> struct Two<__nv_bfloat16> {
-  typedef __nv_bfloat162 type;
-  static __device__ __forceinline__ float2 get (type h) { return __bfloat1622float2 (h); }
-  static __device__ __forceinline__ type make (float a, float b) { return __floats2bfloat162_rn (a, b); }
-};
-
 /* 8 elements <-> 8 floats: one 16-byte access for 16-bit types */
 template <typename T> struct Vec8 {
   typedef typename Two<T>::type P;
