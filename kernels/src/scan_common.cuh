@@ -60,6 +60,25 @@ __device__ __forceinline__ float dt_proj (const float4 *dt4, const float4 *wd, i
   return acc0 + acc1;
 }
 
+/* dt_proj over all RV float4 columns, without per-column guards: the
+ * weights past the row's rv columns are zero (wd is zero-filled) and the
+ * staged row holds at least 4 RV floats (B and C follow dt_low), so the
+ * extra products add 0 (V4) */
+template <int RV>
+__device__ __forceinline__ float dt_proj_all (const float4 *dt4, const float4 *wd, float bdt)
+{
+  float acc0 = bdt, acc1 = 0.f;
+#pragma unroll
+  for (int i = 0; i < RV; i++) {
+    const float4 v = dt4[i];
+    acc0 = fmaf (v.x, wd[i].x, acc0);
+    acc1 = fmaf (v.y, wd[i].y, acc1);
+    acc0 = fmaf (v.z, wd[i].z, acc0);
+    acc1 = fmaf (v.w, wd[i].w, acc1);
+  }
+  return acc0 + acc1;
+}
+
 /* G consecutive steps of a lane's NS states; lane j of the group holds step
  * j's delta and delta * u. bc: step 0's B for this lane's states in the
  * staged rows (pitch ldd, C at +N). h <- exp2(delta A2) h + delta u B and,

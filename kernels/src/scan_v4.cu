@@ -33,10 +33,25 @@ __host__ __device__ constexpr int row_bytes () { return (32 / G) * (int) sizeof 
 template <typename E, int G>
 __host__ __device__ constexpr int copy_bytes () { return row_bytes<E, G> () < 16 ? row_bytes<E, G> () : 16; }
 
-/* Blocks of 128 per SM the register cap aims at (ptxas, sm_90): one lane
- * per chain with dt_proj rows of <= 16 floats fits 80 registers without
- * spills (6 blocks; V3: 4), 96 with the polynomial (5); rows of <= 32
- * floats spill at 96, so 4 (128 registers); rows of 64 (Vim-B) take 3. */
+/* dt_proj columns (float4) the kernels are built for: a row of rv
+ * columns runs the smallest RV >= rv, its extra weights zero. Exact for
+ * Vim-Ti (dt_rank 12), Vim-S (24) and Vim-B (48). */
+constexpr int kRv[] = { 3, 6, 12, 16 };
+
+int
+rv_columns (int rv)
+{
+  for (int v : kRv)
+    if (rv <= v)
+      return v;
+  return 0;
+}
+
+/* Blocks of 128 per SM the register cap aims at (ptxas, sm_90, CUDA 13):
+ * one lane per chain with rows of 3 columns (Vim-Ti) fits 80 registers
+ * without spills in the main pass (6 blocks), 94 with the polynomial (5;
+ * capped at 80 it spilled 8 bytes and ran 1-7% slower at batch 64-256 on
+ * an H200); 6 columns take 122-128 (4), 12 and 16 up to 168 (3). */
 template <int G, int RV, int KP>
 __host__ __device__ constexpr int v4_min_blocks ()
 {
@@ -161,7 +176,7 @@ scan_v4 (ScanParams sp)
         h[i] = fmaf (ex2_mufu (S * A2[i]), h[i], he[i]);
     }
   }
-  const int rv = a.r_pad / 4;
+  const int rv = a.r_pad / 4;                /* <= RV */
   float4 wd[RV];
   const float4 *wrow = (const float4 *) (a.Wdt + pc * a.r_pad);
 #pragma unroll
@@ -214,14 +229,10 @@ scan_v4 (ScanParams sp)
     for (int m = 0; m < PER; m++) {
       const int r = m * G + g;                /* this lane's step in the tile */
       const bool valid = t0 + r < s1;
-      const float dtv = dt_proj<RV> ((const float4 *) (tile + r * ldd), wd, rv, bdt);
-      float delta = 0.f;
-      if (valid) {
-        if constexpr (sizeof (T) == 2)
-          delta = softplus_lg2 (dtv);
-        else
-          delta = softplus_f (dtv);
-      }
+      const float dtv = dt_proj_all<RV> ((const float4 *) (tile + r * ldd), wd, bdt);
+      /* steps past s1 (their rows repeat the last valid one) leave h as is */
+      float delta = sizeof (T) == 2 ? softplus_lg2 (dtv) : softplus_f (dtv);
+      delta = valid ? delta : 0.f;
       const float u = Cvt<T>::load (tu[r * CW + cw]);
       const float du = delta * u;
       if (SUMMARY)
@@ -276,13 +287,13 @@ ScanFn pick_kp (int kp)
 template <typename T, typename TG, int G, bool S>
 ScanFn pick_rv (int rv, int kp)
 {
-  if (rv <= 4)
-    return pick_kp<T, TG, G, 4, S> (kp);
-  if (rv <= 8)
-    return pick_kp<T, TG, G, 8, S> (kp);
-  if (rv <= 16)
-    return pick_kp<T, TG, G, 16, S> (kp);
-  return nullptr;
+  switch (rv_columns (rv)) {
+    case 3: return pick_kp<T, TG, G, 3, S> (kp);
+    case 6: return pick_kp<T, TG, G, 6, S> (kp);
+    case 12: return pick_kp<T, TG, G, 12, S> (kp);
+    case 16: return pick_kp<T, TG, G, 16, S> (kp);
+    default: return nullptr;
+  }
 }
 
 template <typename T, typename TG, bool S>
@@ -328,6 +339,10 @@ bool
 v4_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int G)
 {
   if (a->E % 32 != 0 || a->ldd > 128 || G < 1 || G > 8)
+    return false;
+  /* dt_proj_all reads RV whole columns of each staged row */
+  const int rv = rv_columns (a->r_pad / 4);
+  if (rv == 0 || 4 * rv > a->ldd)
     return false;
   /* the widest copy of a row must divide every offset: base, channel block
    * (a multiple of 32 / G channels), the backward half (E) and the pitch */
