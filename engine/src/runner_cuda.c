@@ -14,7 +14,9 @@
  *                  z <- SiLU(z) instead, vimk_conv_gate)
  *   residual    += [y_f | y_b] x [W_out/2 | W_out/2]^T     cuBLAS, fp32 accumulate
  *
- * The last layer's out_proj runs on the class-token rows only.
+ * In the last layer the scan stops at the class token (each direction's
+ * chain ends there; VIM_CUDA_LAST_STEPS=0 runs it whole) and out_proj runs
+ * on the class-token rows only.
  *
  * Segmenters (cls_token none) feed the raw mixer outputs of the blocks in
  * seg_layers to the head (docs/segmentation-plan.md). The head's projection
@@ -36,7 +38,7 @@
  * the batch. Tuning knobs for bench/ (environment, read when a runner is
  * made): VIM_CUDA_PASS_TOKENS, VIM_CUDA_SCAN_LANES, VIM_CUDA_SCAN_CHUNKS,
  * VIM_CUDA_SCAN_POLY, VIM_CUDA_CONV_XPROJ=1, VIM_CUDA_GATE_IN_CONV=1,
- * VIM_CUDA_DBL_ALIGN=4|16, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1,
+ * VIM_CUDA_DBL_ALIGN=4|16, VIM_CUDA_LAST_STEPS=0, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1,
  * VIM_CUDA_GEMM=lt or tuned (cuBLASLt, gemm_cuda.c; default cuBLAS) and,
  * read by the kernels, VIM_CUDA_SCAN_VERSION=1/2/3 for an earlier scan.
  */
@@ -544,6 +546,7 @@ typedef struct {
   int pass_images;            /* most images per pass */
   int scan_lanes, scan_chunks, scan_poly;  /* 0 / -1 = kernel's choice */
   gboolean conv_xproj;        /* conv, gate and x_proj in one launch (vimk_conv_xproj) */
+  gboolean last_layer_steps;  /* the last layer's scan stops at the class token */
   gboolean gate_in_scan;      /* the scan applies SiLU(z); the conv leaves z (vimk_conv) */
   gboolean profile;           /* VIM_CUDA_PROFILE: stage times of a forward */
   gboolean use_graphs;
@@ -966,6 +969,10 @@ enqueue_pass (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **e
       .xy = cr->xcy, .ld_xy = 2 * E,
       .A2 = ly->A2, .Wdt = ly->dt_w, .bdt = ly->dt_b, .Dv = ly->Dv,
       .lanes = cr->scan_lanes, .chunks = cr->scan_chunks, .poly_exps = cr->scan_poly,
+      /* the last layer feeds only the class token to the head: each
+       * direction stops there (mid-token: half the steps) */
+      .steps = last && cls_only && cr->last_layer_steps
+          ? MAX (c->cls_index + 1, L - c->cls_index) : 0,
     };
     CKK (vimk_scan (t.act, &sa, cr->scan_ws, cr->scan_ws_bytes, s), "selective scan");
     prof_mark (cr, ST_SCAN);
@@ -1692,6 +1699,7 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
    * writes z (VIM_CUDA_GATE_IN_CONV=1: the conv gates, as before) */
   cr->gate_in_scan = !cr->conv_xproj && env_int ("VIM_CUDA_GATE_IN_CONV", 0) == 0;
   cr->use_graphs = env_int ("VIM_CUDA_GRAPHS", 1) != 0;
+  cr->last_layer_steps = env_int ("VIM_CUDA_LAST_STEPS", 1) != 0;
   cr->graphs = g_array_new (FALSE, TRUE, sizeof (GraphEntry));
   return TRUE;
 }

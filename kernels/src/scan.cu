@@ -512,8 +512,14 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
   if (!vimk_scan_supported (a->N, a->R) || a->r_pad < a->R || (a->r_pad & 3)
       || (a->ldd & 3) || (a->b_off & 3) || a->nseq > 65535)
     return cudaErrorInvalidValue;
+  /* steps: the chains end after Ls tokens (the classifier's last layer);
+   * planned as chains of Ls unless that plan wants more workspace than the
+   * caller sized for L */
+  const int Ls = a->steps > 0 && a->steps < a->L ? a->steps : a->L;
   int G, P;
-  vimk_scan_plan (a->nseq, a->L, a->E, a->N, a->lanes, a->chunks, &G, &P);
+  vimk_scan_plan (a->nseq, Ls, a->E, a->N, a->lanes, a->chunks, &G, &P);
+  if (Ls < a->L && P > 1 && vimk_scan_workspace_bytes (a->nseq, a->E, a->N, P) > workspace_bytes)
+    vimk_scan_plan (a->nseq, a->L, a->E, a->N, a->lanes, a->chunks, &G, &P);
   if (G > a->N || P < 1 || P * 2 > 65535)
     return cudaErrorInvalidValue;
   int kp = a->poly_exps;
@@ -524,8 +530,9 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
   sp.a = *a;
   sp.P = P;
   const int tt = tile_steps (G);
-  sp.Tc = (int) cdiv (cdiv (a->L, P), tt) * tt;
-  sp.P = (int) cdiv (a->L, sp.Tc);            /* no empty chunks */
+  /* chunks k < P cover steps [k Tc, min (L, (k + 1) Tc)), so at least Ls */
+  sp.Tc = (int) cdiv (cdiv (Ls, P), tt) * tt;
+  sp.P = (int) cdiv (Ls, sp.Tc);              /* no empty chunks */
   P = sp.P;
   sp.summ = nullptr;
   sp.summS = nullptr;

@@ -239,6 +239,7 @@ test_conv_xproj (int dt, int nseq, int L, int E, int ldd, int xz_dt)
 /* ---- scan ---- */
 static int scan_version;              /* VimkScanArgs.version of the next test_scan */
 static int scan_gate_silu;            /* VimkScanArgs.gate_silu of the next test_scan */
+static int scan_steps;                /* VimkScanArgs.steps of the next test_scan */
 
 static void
 test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, int thr,
@@ -310,7 +311,7 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
     .dbl = ddbl, .ldd = ldd, .b_off = b_off, .gate = dgate, .ld_gate = 2 * E,
     .gate_dtype = gdt, .xy = dxy, .ld_xy = 2 * E, .A2 = dA2, .Wdt = dWdt, .bdt = dbdt,
     .Dv = dDv, .lanes = lanes, .chunks = chunks, .poly_exps = poly, .version = scan_version,
-    .gate_silu = scan_gate_silu,
+    .gate_silu = scan_gate_silu, .steps = scan_steps,
   };
   int G = 0, P = 0;
   vimk_scan_plan (nseq, L, E, N, lanes, chunks, &G, &P);
@@ -321,14 +322,25 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
       N, lanes, chunks, poly, cudaGetErrorString (e));
   void *out = malloc (rows * 2 * E * tu_size (dt));
   dev_download (out, dxy, rows * 2 * E * tu_size (dt));
+  if (scan_steps > 0)
+    /* y past each direction's first `steps` tokens is unspecified */
+    for (int q = 0; q < nseq; q++)
+      for (int d = 0; d < 2; d++)
+        for (int st = scan_steps; st < L; st++) {
+          const size_t row = (size_t) q * L + (d ? L - 1 - st : st);
+          for (int c = 0; c < E; c++) {
+            const size_t i = row * 2 * E + (size_t) d * E + c;
+            ref[i] = tu_load (dt, out, i);
+          }
+        }
   double err = rel_err (dt, out, ref, rows * 2 * E);
   const char *gm = scan_gate_silu ? "silu(z)" : "gate";
-  CHECK (err <= out_tol[dt], "scan v%d %s (%s %s) nseq=%d L=%d E=%d N=%d R=%d lanes=%d(%d) "
-      "chunks=%d(%d) poly=%d: rel err %.3g", scan_version, tu_dt_names[dt], gm, tu_dt_names[gdt],
-      nseq, L, E, N, R, lanes, G, chunks, P, poly, err);
-  printf ("scan v%d %s (%s %s) nseq=%d L=%d E=%d N=%d R=%d lanes=%d(%d) chunks=%d(%d) poly=%d: %.2e\n",
-      scan_version, tu_dt_names[dt], gm, tu_dt_names[gdt], nseq, L, E, N, R, lanes, G, chunks, P,
-      poly, err);
+  CHECK (err <= out_tol[dt], "scan v%d %s (%s %s) nseq=%d L=%d steps=%d E=%d N=%d R=%d "
+      "lanes=%d(%d) chunks=%d(%d) poly=%d: rel err %.3g", scan_version, tu_dt_names[dt], gm,
+      tu_dt_names[gdt], nseq, L, scan_steps, E, N, R, lanes, G, chunks, P, poly, err);
+  printf ("scan v%d %s (%s %s) nseq=%d L=%d steps=%d E=%d N=%d R=%d lanes=%d(%d) chunks=%d(%d) "
+      "poly=%d: %.2e\n", scan_version, tu_dt_names[dt], gm, tu_dt_names[gdt], nseq, L,
+      scan_steps, E, N, R, lanes, G, chunks, P, poly, err);
   if (dws)
     cudaFree (dws);
   cudaFree (ddbl); cudaFree (dgate); cudaFree (dxy); cudaFree (dA2); cudaFree (dWdt);
@@ -529,7 +541,7 @@ main (void)
     if (dt == 2)
       test_scan (dt, 2, 53, 44, 16, 12, 2, 0, -1, 2, 0);
     /* V4 runs only where E is a multiple of 32 (else V3 does): V3 and V4 on
-     * every lane split V4 has, chunked runs, dt_proj rows of 12/24/48, the
+     * every lane split V4 has, chunked runs, dt_proj rows of 5-60, the
      * polynomial exponentials, a warp past E (E = 96 in blocks of 128
      * chains), bf16 with an fp32 gate and the planner's own choice */
     for (scan_version = 3; scan_version <= 4; scan_version++) {
@@ -543,6 +555,17 @@ main (void)
       if (dt == 2)
         test_scan (dt, 2, 53, 64, 16, 12, 1, 0, -1, 2, 0);
       test_scan (dt, 3, 40, 64, 16, 12, 0, -1, -1, 0, dt);
+      /* dt_proj rows V4 pads with zero weights: 2, 5 and 15 columns run
+       * its kernels of 3, 6 and 16 */
+      test_scan (dt, 2, 53, 64, 16, 5, 1, 0, -1, 1, dt);
+      test_scan (dt, 1, 77, 64, 16, 20, 2, 0, -1, 3, dt);
+      test_scan (dt, 1, 40, 64, 16, 60, 4, 0, -1, 1, dt);
+      /* chains that stop at a middle token (steps): one lane, and the
+       * planner's lanes and chunks */
+      scan_steps = 99;
+      test_scan (dt, 2, 197, 64, 16, 12, 1, -1, -1, 1, dt);
+      test_scan (dt, 1, 197, 64, 16, 12, 0, -1, -1, 0, dt);
+      scan_steps = 0;
       /* SiLU(z) in the scan (the runner's default): one lane with the
        * polynomial, lanes with chunks, bf16 with an fp32 z; V2 too */
       scan_gate_silu = 1;

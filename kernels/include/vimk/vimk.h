@@ -140,6 +140,11 @@ typedef struct {
   /* kernel version (1-4; 0 = VIM_CUDA_SCAN_VERSION or the newest); a
    * version that cannot run these arguments falls back to an older one */
   int version;
+  /* 0 = L; else each direction needs y only for its first `steps` tokens
+   * in its own order (forward t < steps, backward t >= L - steps): the
+   * chains may stop there, and y past them is unspecified (a classifier's
+   * last layer, which reads only the class token) */
+  int steps;
 } VimkScanArgs;
 
 /* The work split vimk_scan uses for these sizes (lanes/chunks 0 = choose). */
