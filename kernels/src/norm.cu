@@ -30,43 +30,53 @@ __device__ __forceinline__ void store4 (__nv_bfloat16 *p, float a, float b, floa
   *(uint2 *) p = *(const uint2 *) h;
 }
 
-/* One warp per row. */
-template <typename T>
+/* LPR lanes per row (a warp takes 32 / LPR rows), each lane holding
+ * (D / 4) / LPR float4 of its row in registers between the sum and the
+ * scaling: Vim-Ti's rows of 192 run 16 lanes x 3 float4, so no lane idles
+ * and a warp has two rows in flight. LPR = 0: the plain loop, one warp per
+ * row, for any D and pitch. */
+template <typename T, int LPR>
 __global__ void rmsnorm_kernel (const float *__restrict__ x, int64_t ldx,
     const float *__restrict__ w, T *__restrict__ out, int64_t ldo, int rows,
     int D, float eps)
 {
-  int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-  int lane = threadIdx.x & 31;
-  if (row >= rows)
+  constexpr int L = LPR > 0 ? LPR : 32;
+  const int lane = threadIdx.x & 31;
+  const int sub = lane % L;
+  const int row_raw = (int) ((blockIdx.x * (int64_t) blockDim.x + threadIdx.x) / L);
+  if (LPR == 0 && row_raw >= rows)
     return;
+  /* groups past the last row compute a copy of it and store nothing: the
+   * whole warp takes part in the shuffles */
+  const int row = min (row_raw, rows - 1);
   const float *xr = x + (int64_t) row * ldx;
   T *orow = out + (int64_t) row * ldo;
   float ss = 0.f;
-  if ((D & 3) == 0 && D <= 4 * 32 * kMaxVec && (ldx & 3) == 0 && (ldo & 3) == 0) {
-    /* the row stays in registers between the sum and the scaling, and
-     * each lane stores its 4 outputs at once */
+  if constexpr (LPR > 0) {
+    constexpr int V = kMaxVec;
     const float4 *x4 = (const float4 *) xr;
     const float4 *w4 = (const float4 *) w;
-    float4 v[kMaxVec];
+    const int n4 = D / 4;                       /* <= LPR * V */
+    float4 v[V];
 #pragma unroll
-    for (int j = 0; j < kMaxVec; j++) {
-      const int i = lane + 32 * j;
-      if (i < D / 4) {
-        v[j] = x4[i];
+    for (int j = 0; j < V; j++)
+      if (sub + LPR * j < n4) {
+        v[j] = x4[sub + LPR * j];
         ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
       }
-    }
-    ss = warp_sum (ss);
-    const float r = rsqrtf (ss / D + eps);
 #pragma unroll
-    for (int j = 0; j < kMaxVec; j++) {
-      const int i = lane + 32 * j;
-      if (i < D / 4) {
-        const float4 g = w4[i];
-        store4 (orow + 4 * i, v[j].x * r * g.x, v[j].y * r * g.y, v[j].z * r * g.z,
-            v[j].w * r * g.w);
-      }
+    for (int o = LPR / 2; o > 0; o >>= 1)
+      ss += __shfl_xor_sync (0xffffffffu, ss, o);
+    const float r = rsqrtf (ss / D + eps);
+    if (row_raw < rows) {
+#pragma unroll
+      for (int j = 0; j < V; j++)
+        if (sub + LPR * j < n4) {
+          const int i = sub + LPR * j;
+          const float4 g = w4[i];
+          store4 (orow + 4 * i, v[j].x * r * g.x, v[j].y * r * g.y, v[j].z * r * g.z,
+              v[j].w * r * g.w);
+        }
     }
   } else {
     for (int i = lane; i < D; i += 32)
@@ -129,11 +139,42 @@ vimk_rmsnorm (VimkDType dt, const float *x, int64_t ldx, const float *w,
 {
   if (rows <= 0)
     return cudaSuccess;
-  const int threads = 256, rows_per_block = threads / 32;
-  dim3 grid ((unsigned) cdiv (rows, rows_per_block));
-  VIMK_DISPATCH_DTYPE (dt, T,
-      rmsnorm_kernel<T><<<grid, threads, 0, stream>>> (x, ldx, w, (T *) out,
-          ldo, rows, D, eps));
+  /* lanes per row for rows of 4-float aligned float4 that fit the
+   * registers: the most of 32, 16, 8 that split them evenly, else 32 with
+   * some lanes idle at the end; other rows take the loop */
+  int lpr = 0;
+  if ((D & 3) == 0 && (ldx & 3) == 0 && (ldo & 3) == 0 && D / 4 <= 32 * kMaxVec) {
+    lpr = 32;
+    for (int l = 32; l >= 8; l /= 2)
+      if ((D / 4) % l == 0 && D / 4 / l <= kMaxVec) {
+        lpr = l;
+        break;
+      }
+  }
+  const int threads = 256;
+  const int per_row = lpr > 0 ? lpr : 32;
+  dim3 grid ((unsigned) cdiv ((int64_t) rows * per_row, threads));
+  switch (lpr) {
+    case 32:
+      VIMK_DISPATCH_DTYPE (dt, T,
+          rmsnorm_kernel<T, 32><<<grid, threads, 0, stream>>> (x, ldx, w, (T *) out, ldo, rows, D,
+              eps));
+      break;
+    case 16:
+      VIMK_DISPATCH_DTYPE (dt, T,
+          rmsnorm_kernel<T, 16><<<grid, threads, 0, stream>>> (x, ldx, w, (T *) out, ldo, rows, D,
+              eps));
+      break;
+    case 8:
+      VIMK_DISPATCH_DTYPE (dt, T,
+          rmsnorm_kernel<T, 8><<<grid, threads, 0, stream>>> (x, ldx, w, (T *) out, ldo, rows, D,
+              eps));
+      break;
+    default:
+      VIMK_DISPATCH_DTYPE (dt, T,
+          rmsnorm_kernel<T, 0><<<grid, threads, 0, stream>>> (x, ldx, w, (T *) out, ldo, rows, D,
+              eps));
+  }
   return cudaGetLastError ();
 }
 

@@ -489,7 +489,9 @@ main (void)
   }
   for (int dt = 0; dt < 3; dt++) {
     test_convert (dt);
-    test_rmsnorm (dt, 37, 192, 192);
+    test_rmsnorm (dt, 37, 192, 192);       /* 16 lanes a row, a group past the last row */
+    test_rmsnorm (dt, 13, 96, 100);        /* 8 lanes a row */
+    test_rmsnorm (dt, 7, 40, 40);          /* 10 float4: 32 lanes, most idle */
     test_rmsnorm (dt, 21, 50, 52);
     test_rmsnorm (dt, 9, 768, 772);        /* 6 float4 per lane */
     test_rmsnorm (dt, 5, 1040, 1040);      /* past the register path */
