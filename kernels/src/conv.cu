@@ -150,17 +150,21 @@ __global__ void conv_gate_pair_kernel (T *__restrict__ xz, TC *__restrict__ xc,
  * channels (one 8-byte load of 16-bit x, 16 bytes of fp32) and kTile
  * tokens, so a warp moves 256-512 contiguous bytes per row; the weights of
  * a channel's 4 taps are one float4. Twice the bytes per instruction of
- * the pair kernel and a 1.75x (kTile 8) instead of 2.5x halo overhead.
+ * the pair kernel, and with 4 tiles a block (below) 1.4x instead of 2.5x
+ * halo loads.
  * Quad: 4 channels <-> float4, one 8-byte access for 16-bit types, 16 for
  * fp32. */
 template <typename T> struct Quad {
   typedef typename Two<T>::type P;
-  static __device__ __forceinline__ float4 load (const T *p)
+  typedef uint2 Raw;                    /* 4 values as loaded */
+  static __device__ __forceinline__ Raw raw (const T *p) { return *(const uint2 *) p; }
+  static __device__ __forceinline__ Raw zero () { return make_uint2 (0u, 0u); }
+  static __device__ __forceinline__ float4 get (Raw r)
   {
-    const uint2 r = *(const uint2 *) p;
     const float2 a = Two<T>::get (*(const P *) &r.x), b = Two<T>::get (*(const P *) &r.y);
     return make_float4 (a.x, a.y, b.x, b.y);
   }
+  static __device__ __forceinline__ float4 load (const T *p) { return get (raw (p)); }
   static __device__ __forceinline__ void store (T *p, float4 v)
   {
     const P a = Two<T>::make (v.x, v.y), b = Two<T>::make (v.z, v.w);
@@ -168,6 +172,10 @@ template <typename T> struct Quad {
   }
 };
 template <> struct Quad<float> {
+  typedef float4 Raw;
+  static __device__ __forceinline__ Raw raw (const float *p) { return *(const float4 *) p; }
+  static __device__ __forceinline__ Raw zero () { return make_float4 (0.f, 0.f, 0.f, 0.f); }
+  static __device__ __forceinline__ float4 get (Raw r) { return r; }
   static __device__ __forceinline__ float4 load (const float *p) { return *(const float4 *) p; }
   static __device__ __forceinline__ void store (float *p, float4 v) { *(float4 *) p = v; }
 };
@@ -177,8 +185,12 @@ __device__ __forceinline__ float4 silu4 (float4 v)
   return make_float4 (silu_f (v.x), silu_f (v.y), silu_f (v.z), silu_f (v.w));
 }
 
-/* grid: (ceil(E / 4 / blockDim), ceil(L / kTile), nseq) */
-template <typename T, typename TC, int kTile>
+/* grid: (ceil(E / 4 / blockDim), ceil(L / (kTile NT)), nseq). A block takes
+ * NT consecutive tiles of kTile tokens; the next tile's kTile new rows are
+ * loaded before this tile's arithmetic (its 2 x 4 SiLU per token-channel
+ * are as much special-function time as the kernel's DRAM time), and the 6
+ * halo rows two tiles share stay in registers. */
+template <typename T, typename TC, int kTile, int NT>
 __global__ void conv_quad_kernel (const T *__restrict__ xz, TC *__restrict__ xc,
     const float4 *__restrict__ conv_w, const float *__restrict__ conv_b, int L, int E)
 {
@@ -186,16 +198,17 @@ __global__ void conv_quad_kernel (const T *__restrict__ xz, TC *__restrict__ xc,
   if (4 * cq >= E)
     return;
   const int c = 4 * cq;
-  const int t0 = blockIdx.y * kTile;
+  const int tb = blockIdx.y * (kTile * NT);
   const int64_t pitch = 2 * (int64_t) E;
   const int64_t base = (int64_t) blockIdx.z * L;
-  constexpr int W = kTile + 2 * (kK - 1);
-  float4 win[W];
+  constexpr int H = kK - 1;
+  constexpr int W = kTile + 2 * H;
+  typedef typename Quad<T>::Raw R;
+  R nxt[W];                     /* the next tile's rows tb - H .. tb + kTile + H - 1 */
 #pragma unroll
   for (int i = 0; i < W; i++) {
-    const int t = t0 - (kK - 1) + i;
-    win[i] = (t >= 0 && t < L) ? Quad<T>::load (xz + (base + t) * pitch + c)
-                               : make_float4 (0.f, 0.f, 0.f, 0.f);
+    const int t = tb - H + i;
+    nxt[i] = (t >= 0 && t < L) ? Quad<T>::raw (xz + (base + t) * pitch + c) : Quad<T>::zero ();
   }
   /* taps of channel c + j: forward wf[j], backward wb[j] */
   float4 wf[4], wb[4];
@@ -206,24 +219,44 @@ __global__ void conv_quad_kernel (const T *__restrict__ xz, TC *__restrict__ xc,
   }
   const float4 bf = *(const float4 *) (conv_b + c), bb = *(const float4 *) (conv_b + E + c);
 #pragma unroll
-  for (int i = 0; i < kTile; i++) {
-    const int t = t0 + i;
-    if (t < L) {
-      /* forward: x[t-3..t] with taps 0..3; backward: x[t+3..t] with taps 0..3 */
-      const float4 x0 = win[i], x1 = win[i + 1], x2 = win[i + 2], x3 = win[i + 3];
-      const float4 x4 = win[i + 4], x5 = win[i + 5], x6 = win[i + 6];
-      float4 af, ab;
-      af.x = bf.x + wf[0].x * x0.x + wf[0].y * x1.x + wf[0].z * x2.x + wf[0].w * x3.x;
-      af.y = bf.y + wf[1].x * x0.y + wf[1].y * x1.y + wf[1].z * x2.y + wf[1].w * x3.y;
-      af.z = bf.z + wf[2].x * x0.z + wf[2].y * x1.z + wf[2].z * x2.z + wf[2].w * x3.z;
-      af.w = bf.w + wf[3].x * x0.w + wf[3].y * x1.w + wf[3].z * x2.w + wf[3].w * x3.w;
-      ab.x = bb.x + wb[0].x * x6.x + wb[0].y * x5.x + wb[0].z * x4.x + wb[0].w * x3.x;
-      ab.y = bb.y + wb[1].x * x6.y + wb[1].y * x5.y + wb[1].z * x4.y + wb[1].w * x3.y;
-      ab.z = bb.z + wb[2].x * x6.z + wb[2].y * x5.z + wb[2].z * x4.z + wb[2].w * x3.z;
-      ab.w = bb.w + wb[3].x * x6.w + wb[3].y * x5.w + wb[3].z * x4.w + wb[3].w * x3.w;
-      const int64_t row = base + t;
-      Quad<TC>::store (xc + row * pitch + c, silu4 (af));
-      Quad<TC>::store (xc + row * pitch + E + c, silu4 (ab));
+  for (int k = 0; k < NT; k++) {
+    const int t0 = tb + k * kTile;
+    if (t0 >= L)
+      break;
+    float4 win[W];
+#pragma unroll
+    for (int i = 0; i < W; i++)
+      win[i] = Quad<T>::get (nxt[i]);
+    if (k + 1 < NT) {
+#pragma unroll
+      for (int i = 0; i < 2 * H; i++)
+        nxt[i] = nxt[i + kTile];
+#pragma unroll
+      for (int i = 2 * H; i < W; i++) {
+        const int t = t0 + kTile - H + i;
+        nxt[i] = t < L ? Quad<T>::raw (xz + (base + t) * pitch + c) : Quad<T>::zero ();
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kTile; i++) {
+      const int t = t0 + i;
+      if (t < L) {
+        /* forward: x[t-3..t] with taps 0..3; backward: x[t+3..t] with taps 0..3 */
+        const float4 x0 = win[i], x1 = win[i + 1], x2 = win[i + 2], x3 = win[i + 3];
+        const float4 x4 = win[i + 4], x5 = win[i + 5], x6 = win[i + 6];
+        float4 af, ab;
+        af.x = bf.x + wf[0].x * x0.x + wf[0].y * x1.x + wf[0].z * x2.x + wf[0].w * x3.x;
+        af.y = bf.y + wf[1].x * x0.y + wf[1].y * x1.y + wf[1].z * x2.y + wf[1].w * x3.y;
+        af.z = bf.z + wf[2].x * x0.z + wf[2].y * x1.z + wf[2].z * x2.z + wf[2].w * x3.z;
+        af.w = bf.w + wf[3].x * x0.w + wf[3].y * x1.w + wf[3].z * x2.w + wf[3].w * x3.w;
+        ab.x = bb.x + wb[0].x * x6.x + wb[0].y * x5.x + wb[0].z * x4.x + wb[0].w * x3.x;
+        ab.y = bb.y + wb[1].x * x6.y + wb[1].y * x5.y + wb[1].z * x4.y + wb[1].w * x3.y;
+        ab.z = bb.z + wb[2].x * x6.z + wb[2].y * x5.z + wb[2].z * x4.z + wb[2].w * x3.z;
+        ab.w = bb.w + wb[3].x * x6.w + wb[3].y * x5.w + wb[3].z * x4.w + wb[3].w * x3.w;
+        const int64_t row = base + t;
+        Quad<TC>::store (xc + row * pitch + c, silu4 (af));
+        Quad<TC>::store (xc + row * pitch + E + c, silu4 (ab));
+      }
     }
   }
 }
@@ -265,7 +298,7 @@ bool use_quad (int64_t rows)
   return v == 2 ? rows >= 8192 : v == 1;
 }
 
-template <int kTile>
+template <int kTile, int NT>
 cudaError_t launch_quad (VimkDType xz_dt, VimkDType xc_dt, const void *xz, void *xc,
     const float *conv_w, const float *conv_b, int nseq, int L, int E, cudaStream_t stream)
 {
@@ -278,17 +311,17 @@ cudaError_t launch_quad (VimkDType xz_dt, VimkDType xc_dt, const void *xz, void 
       threads = t;
       break;
     }
-  dim3 g4 ((unsigned) cdiv (quads, threads), (unsigned) cdiv (L, kTile), (unsigned) nseq);
+  dim3 g4 ((unsigned) cdiv (quads, threads), (unsigned) cdiv (L, kTile * NT), (unsigned) nseq);
   const float4 *w4 = (const float4 *) conv_w;
   if (xz_dt == VIMK_F32 && xc_dt == VIMK_BF16) {
-    conv_quad_kernel<float, __nv_bfloat16, kTile><<<g4, threads, 0, stream>>> ((const float *) xz,
+    conv_quad_kernel<float, __nv_bfloat16, kTile, NT><<<g4, threads, 0, stream>>> ((const float *) xz,
         (__nv_bfloat16 *) xc, w4, conv_b, L, E);
     return cudaGetLastError ();
   }
   if (xz_dt != xc_dt)
     return cudaErrorInvalidValue;
   VIMK_DISPATCH_DTYPE (xz_dt, T,
-      conv_quad_kernel<T, T, kTile><<<g4, threads, 0, stream>>> ((const T *) xz, (T *) xc,
+      conv_quad_kernel<T, T, kTile, NT><<<g4, threads, 0, stream>>> ((const T *) xz, (T *) xc,
           w4, conv_b, L, E));
   return cudaGetLastError ();
 }
@@ -328,11 +361,10 @@ cudaError_t conv (VimkDType xz_dt, VimkDType xc_dt, void *xz, void *xc,
   if (!GATE && K == kK && E % 4 == 0 && !force_generic () && use_quad ((int64_t) nseq * L)
       && (uintptr_t) conv_w % 16 == 0 && (uintptr_t) conv_b % 16 == 0
       && (uintptr_t) xz % 16 == 0 && (uintptr_t) xc % 16 == 0) {
-    switch (pair_tile ()) {
-      case 2: return launch_quad<2> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
-      case 4: return launch_quad<4> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
-      default: return launch_quad<8> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
-    }
+    /* 4 tiles of 4 tokens a block: on an H200 the eager conv stage at
+     * Vim-Ti b256 took 1.124 ms with one tile, 0.952 with 4, 1.058 with 8,
+     * 1.003 with 8 tiles of 2 (bench/RESULTS.md, ninth session) */
+    return launch_quad<4, 4> (xz_dt, xc_dt, xz, xc, conv_w, conv_b, nseq, L, E, stream);
   }
   if (K == kK && E % 2 == 0 && !force_generic ()) {
     switch (pair_tile ()) {
