@@ -41,40 +41,24 @@ __device__ __forceinline__ void butterfly (float *p, int g)
   }
 }
 
-/* dt_proj of one step: bdt + Wdt . dt_low, over rv <= RV float4 columns,
- * in two accumulators */
-template <int RV>
+/* dt_proj of one step: bdt + Wdt . dt_low, in two accumulators, over the
+ * rv <= RV float4 columns of the row, or with GUARDED false over all RV:
+ * V4 zero-fills wd past rv and stages rows of at least 4 RV floats (B and
+ * C follow dt_low), so the extra products add 0 and no column needs a
+ * branch */
+template <int RV, bool GUARDED = true>
 __device__ __forceinline__ float dt_proj (const float4 *dt4, const float4 *wd, int rv, float bdt)
 {
   float acc0 = bdt, acc1 = 0.f;
 #pragma unroll
   for (int i = 0; i < RV; i++) {
-    if (i < rv) {
+    if (!GUARDED || i < rv) {
       const float4 v = dt4[i];
       acc0 = fmaf (v.x, wd[i].x, acc0);
       acc1 = fmaf (v.y, wd[i].y, acc1);
       acc0 = fmaf (v.z, wd[i].z, acc0);
       acc1 = fmaf (v.w, wd[i].w, acc1);
     }
-  }
-  return acc0 + acc1;
-}
-
-/* dt_proj over all RV float4 columns, without per-column guards: the
- * weights past the row's rv columns are zero (wd is zero-filled) and the
- * staged row holds at least 4 RV floats (B and C follow dt_low), so the
- * extra products add 0 (V4) */
-template <int RV>
-__device__ __forceinline__ float dt_proj_all (const float4 *dt4, const float4 *wd, float bdt)
-{
-  float acc0 = bdt, acc1 = 0.f;
-#pragma unroll
-  for (int i = 0; i < RV; i++) {
-    const float4 v = dt4[i];
-    acc0 = fmaf (v.x, wd[i].x, acc0);
-    acc1 = fmaf (v.y, wd[i].y, acc1);
-    acc0 = fmaf (v.z, wd[i].z, acc0);
-    acc1 = fmaf (v.w, wd[i].w, acc1);
   }
   return acc0 + acc1;
 }

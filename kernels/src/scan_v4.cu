@@ -229,7 +229,7 @@ scan_v4 (ScanParams sp)
     for (int m = 0; m < PER; m++) {
       const int r = m * G + g;                /* this lane's step in the tile */
       const bool valid = t0 + r < s1;
-      const float dtv = dt_proj_all<RV> ((const float4 *) (tile + r * ldd), wd, bdt);
+      const float dtv = dt_proj<RV, false> ((const float4 *) (tile + r * ldd), wd, rv, bdt);
       /* steps past s1 (their rows repeat the last valid one) leave h as is */
       float delta = sizeof (T) == 2 ? softplus_lg2 (dtv) : softplus_f (dtv);
       delta = valid ? delta : 0.f;
@@ -340,7 +340,7 @@ v4_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int G)
 {
   if (a->E % 32 != 0 || a->ldd > 128 || G < 1 || G > 8)
     return false;
-  /* dt_proj_all reads RV whole columns of each staged row */
+  /* dt_proj<RV, false> reads RV whole columns of each staged row */
   const int rv = rv_columns (a->r_pad / 4);
   if (rv == 0 || 4 * rv > a->ldd)
     return false;
