@@ -164,7 +164,6 @@ template <typename T> struct Quad {
     const float2 a = Two<T>::get (*(const P *) &r.x), b = Two<T>::get (*(const P *) &r.y);
     return make_float4 (a.x, a.y, b.x, b.y);
   }
-  static __device__ __forceinline__ float4 load (const T *p) { return get (raw (p)); }
   static __device__ __forceinline__ void store (T *p, float4 v)
   {
     const P a = Two<T>::make (v.x, v.y), b = Two<T>::make (v.z, v.w);
@@ -176,7 +175,6 @@ template <> struct Quad<float> {
   static __device__ __forceinline__ Raw raw (const float *p) { return *(const float4 *) p; }
   static __device__ __forceinline__ Raw zero () { return make_float4 (0.f, 0.f, 0.f, 0.f); }
   static __device__ __forceinline__ float4 get (Raw r) { return r; }
-  static __device__ __forceinline__ float4 load (const float *p) { return *(const float4 *) p; }
   static __device__ __forceinline__ void store (float *p, float4 v) { *(float4 *) p = v; }
 };
 

@@ -30,8 +30,8 @@ __device__ __forceinline__ void store4 (__nv_bfloat16 *p, float a, float b, floa
   *(uint2 *) p = *(const uint2 *) h;
 }
 
-/* LPR lanes per row (a warp takes 32 / LPR rows), each lane holding
- * (D / 4) / LPR float4 of its row in registers between the sum and the
+/* LPR lanes per row (a warp takes 32 / LPR rows), each lane holding its
+ * <= kMaxVec float4 of the row in registers between the sum and the
  * scaling: Vim-Ti's rows of 192 run 16 lanes x 3 float4, so no lane idles
  * and a warp has two rows in flight. LPR = 0: the plain loop, one warp per
  * row, for any D and pitch. */
@@ -131,6 +131,18 @@ __global__ void final_kernel (const float *__restrict__ residual, int L, int D,
     st (feat + (int64_t) b * D + i, acc[i] / L);
 }
 
+template <int LPR>
+cudaError_t launch_rmsnorm (VimkDType dt, const float *x, int64_t ldx, const float *w,
+    void *out, int64_t ldo, int rows, int D, float eps, cudaStream_t stream)
+{
+  const int threads = 256;
+  dim3 grid ((unsigned) cdiv ((int64_t) rows * (LPR > 0 ? LPR : 32), threads));
+  VIMK_DISPATCH_DTYPE (dt, T,
+      rmsnorm_kernel<T, LPR><<<grid, threads, 0, stream>>> (x, ldx, w, (T *) out, ldo, rows,
+          D, eps));
+  return cudaGetLastError ();
+}
+
 } // namespace
 
 extern "C" cudaError_t
@@ -151,31 +163,12 @@ vimk_rmsnorm (VimkDType dt, const float *x, int64_t ldx, const float *w,
         break;
       }
   }
-  const int threads = 256;
-  const int per_row = lpr > 0 ? lpr : 32;
-  dim3 grid ((unsigned) cdiv ((int64_t) rows * per_row, threads));
   switch (lpr) {
-    case 32:
-      VIMK_DISPATCH_DTYPE (dt, T,
-          rmsnorm_kernel<T, 32><<<grid, threads, 0, stream>>> (x, ldx, w, (T *) out, ldo, rows, D,
-              eps));
-      break;
-    case 16:
-      VIMK_DISPATCH_DTYPE (dt, T,
-          rmsnorm_kernel<T, 16><<<grid, threads, 0, stream>>> (x, ldx, w, (T *) out, ldo, rows, D,
-              eps));
-      break;
-    case 8:
-      VIMK_DISPATCH_DTYPE (dt, T,
-          rmsnorm_kernel<T, 8><<<grid, threads, 0, stream>>> (x, ldx, w, (T *) out, ldo, rows, D,
-              eps));
-      break;
-    default:
-      VIMK_DISPATCH_DTYPE (dt, T,
-          rmsnorm_kernel<T, 0><<<grid, threads, 0, stream>>> (x, ldx, w, (T *) out, ldo, rows, D,
-              eps));
+    case 32: return launch_rmsnorm<32> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
+    case 16: return launch_rmsnorm<16> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
+    case 8: return launch_rmsnorm<8> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
+    default: return launch_rmsnorm<0> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
   }
-  return cudaGetLastError ();
 }
 
 extern "C" cudaError_t
