@@ -9,9 +9,9 @@ Counts what each kernel of the layer must read and write once (activations fp16,
 stream and x_proj output fp32, weights once per pass), and for the scan the exponentials:
 one per token, channel, state and direction plus two for softplus (exp and lg2) and two for
 the gate's SiLU(z) (exp and rcp) per token, channel and direction. --gate-in-conv counts the
-earlier split, where the conv wrote SiLU(z) and the scan read it. A kernel's floor is the larger of bytes / DRAM bandwidth and
-MUFU ops / MUFU rate. With the scan split into P chunks the summary pass runs the
-recurrence again over P-1 of them. Prints per pass, per image and the img/s ceiling of this
+earlier split, where the conv wrote SiLU(z) and the scan read it. A kernel's floor is the
+larger of bytes / DRAM bandwidth and MUFU ops / MUFU rate. With the scan split into P chunks
+the summary pass runs the recurrence again over P-1 of them. Prints per pass, per image and the img/s ceiling of this
 unfused design. Ceilings default to the H200 (4.3 TB/s device copy measured here; 132 SMs x
 16 MUFU ops/clk x 1.98 GHz).
 """

@@ -165,7 +165,10 @@ scan_v4 (ScanParams sp)
     A2[i] = a.A2[pc * N + g * NS + i];
     h[i] = 0.f;
   }
-  /* fold the summaries of chunks 0 .. k-1 into the starting state */
+  /* fold the summaries of chunks 0 .. k-1 into the starting state: with one
+   * lane per chain after the first tile's copies are issued (below), with
+   * lanes here */
+  constexpr bool kFoldAfterStage = G == 1;
   auto fold = [&] () {
     const int64_t sbase = ((int64_t) seq * 2 + dir) * sp.P;
     for (int j = 0; j < k; j++) {
@@ -176,7 +179,7 @@ scan_v4 (ScanParams sp)
         h[i] = fmaf (ex2_mufu (S * A2[i]), h[i], he[i]);
     }
   };
-  if (G > 1 && !SUMMARY && k > 0)
+  if (!kFoldAfterStage && !SUMMARY && k > 0)
     fold ();
   const int rv = a.r_pad / 4;                /* <= RV */
   float4 wd[RV];
@@ -214,12 +217,11 @@ scan_v4 (ScanParams sp)
   };
 
   stage_tile (s0, 0);
-  /* one lane per chain: the fold after the first tile's copies are issued.
-   * Only the code's order changes where nothing is chunked, yet on an H200
-   * Vim-Ti fp16 b256 ran 0.9% faster, b64 and 1248 b8 0.5% (bf16 b256 0.25%
-   * slower); the lane kernels keep the old order (a variant that moved
-   * their fold too was 3% slower at batch 1-8) */
-  if (G == 1 && !SUMMARY && k > 0)
+  /* Where nothing is chunked only the code's order changes, yet on an H200
+   * Vim-Ti fp16 b256 ran 0.9% faster this way, b64 and 1248 b8 0.5% (bf16
+   * b256 0.25% slower); moving the lane kernels' fold too made them 3%
+   * slower at batch 1-8 */
+  if (kFoldAfterStage && !SUMMARY && k > 0)
     fold ();
   int buf = 0;
   for (int t0 = s0; t0 < s1; t0 += TT) {
