@@ -47,8 +47,8 @@ __global__ void conv_gate_kernel (T *__restrict__ xz, TC *__restrict__ xc,
       }
     }
     const int64_t row = base + t;
-    st (xc + row * pitch + c, silu_f (af));
-    st (xc + row * pitch + E + c, silu_f (ab));
+    st (xc + row * pitch + c, silu_act<T> (af));
+    st (xc + row * pitch + E + c, silu_act<T> (ab));
   }
   if constexpr (GATE) {
     /* The gate last (z is read only here), loads before stores */
@@ -59,7 +59,7 @@ __global__ void conv_gate_kernel (T *__restrict__ xz, TC *__restrict__ xc,
 #pragma unroll
     for (int i = 0; i < kTokensPerThread; i++)
       if (t0 + i < L)
-        st (xz + (base + t0 + i) * pitch + E + c, silu_f (z[i]));
+        st (xz + (base + t0 + i) * pitch + E + c, silu_act<T> (z[i]));
   }
 }
 
@@ -123,8 +123,8 @@ __global__ void conv_gate_pair_kernel (T *__restrict__ xz, TC *__restrict__ xc,
         ab.y += wb1[k] * xb.y;
       }
       const int64_t row = base + t;
-      Pair<TC>::store (xc + row * pitch + c, make_float2 (silu_f (af.x), silu_f (af.y)));
-      Pair<TC>::store (xc + row * pitch + E + c, make_float2 (silu_f (ab.x), silu_f (ab.y)));
+      Pair<TC>::store (xc + row * pitch + c, make_float2 (silu_act<T> (af.x), silu_act<T> (af.y)));
+      Pair<TC>::store (xc + row * pitch + E + c, make_float2 (silu_act<T> (ab.x), silu_act<T> (ab.y)));
     }
   }
   if constexpr (GATE) {
@@ -142,7 +142,7 @@ __global__ void conv_gate_pair_kernel (T *__restrict__ xz, TC *__restrict__ xc,
     for (int i = 0; i < kTile; i++)
       if (t0 + i < L)
         Pair<T>::store (xz + (base + t0 + i) * pitch + E + c,
-            make_float2 (silu_f (zv[i].x), silu_f (zv[i].y)));
+            make_float2 (silu_act<T> (zv[i].x), silu_act<T> (zv[i].y)));
   }
 }
 
@@ -178,9 +178,10 @@ template <> struct Quad<float> {
   static __device__ __forceinline__ void store (float *p, float4 v) { *(float4 *) p = v; }
 };
 
+template <typename T>
 __device__ __forceinline__ float4 silu4 (float4 v)
 {
-  return make_float4 (silu_f (v.x), silu_f (v.y), silu_f (v.z), silu_f (v.w));
+  return make_float4 (silu_act<T> (v.x), silu_act<T> (v.y), silu_act<T> (v.z), silu_act<T> (v.w));
 }
 
 /* grid: (ceil(E / 4 / blockDim), ceil(L / (kTile NT)), nseq). A block takes
@@ -252,8 +253,8 @@ __global__ void conv_quad_kernel (const T *__restrict__ xz, TC *__restrict__ xc,
         ab.z = bb.z + wb[2].x * x6.z + wb[2].y * x5.z + wb[2].z * x4.z + wb[2].w * x3.z;
         ab.w = bb.w + wb[3].x * x6.w + wb[3].y * x5.w + wb[3].z * x4.w + wb[3].w * x3.w;
         const int64_t row = base + t;
-        Quad<TC>::store (xc + row * pitch + c, silu4 (af));
-        Quad<TC>::store (xc + row * pitch + E + c, silu4 (ab));
+        Quad<TC>::store (xc + row * pitch + c, silu4<T> (af));
+        Quad<TC>::store (xc + row * pitch + E + c, silu4<T> (ab));
       }
     }
   }

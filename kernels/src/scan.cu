@@ -262,7 +262,7 @@ scan_kernel (ScanParams sp)
       if (!SUMMARY) {
         butterfly<G, G / 2> (p, g);
         if (valid && active) {
-          const float gv = gate_silu ? silu_f (gc[m]) : gc[m];
+          const float gv = gate_silu ? silu_act<T> (gc[m]) : gc[m];
           if constexpr (V2) {
             st (xy0 + s * xstr, (p[0] + Dv * u) * gv);
           } else {

@@ -259,7 +259,7 @@ scan_v4 (ScanParams sp)
         /* y replaces u in the tile (rows past s1 are not stored) */
         float gv = Cvt<TG>::load (tg[r * CW + cw]);
         if (gate_silu)
-          gv = silu_f (gv);
+          gv = silu_act<T> (gv);
         tu[r * CW + cw] = Cvt<T>::store ((p[0] + Dv * u) * gv);
       }
     }
