@@ -487,6 +487,14 @@ vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
       P *= 2;
     while (G < 4 && G < gmax && chains * G * 2 * P <= wave)
       G *= 2;
+    /* 2 lanes x 16 chunks of ~12 steps: 4 lanes x 8 chunks are as many
+     * threads and ran faster on an H200 (fp16, Vim-S 224 batch 1 0.751 ->
+     * 0.735 ms, Vim-Ti batch 2 0.662 -> 0.645); Vim-Ti batch 1 keeps its
+     * 4 x 16 (4 x 8 would fill half a wave) */
+    if (P >= 16 && G < 4 && G < gmax) {
+      G *= 2;
+      P /= 2;
+    }
   } else {
     plan_v3 (nseq, L, E, N, lanes, chunks, lanes_out, chunks_out);
     return;
