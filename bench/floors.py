@@ -7,9 +7,11 @@ special-function (MUFU) operations over measured ceilings.
 
 Counts what each kernel of the layer must read and write once (activations fp16, residual
 stream and x_proj output fp32, weights once per pass), and for the scan the exponentials:
-one per token, channel, state and direction plus two for softplus (exp and lg2) and two for
-the gate's SiLU(z) (exp and rcp) per token, channel and direction. --gate-in-conv counts the
-earlier split, where the conv wrote SiLU(z) and the scan read it. A kernel's floor is the
+one per token, channel, state and direction plus two for softplus (exp and lg2) and one for
+the gate's SiLU(z) (tanh; --silu-ops 2 counts exp and rcp, as fp32 and builds before 737f6c7
+ran it) per token, channel and direction; the conv's two SiLUs per token and channel likewise.
+--gate-in-conv counts the earlier split, where the conv wrote SiLU(z) and the scan read it. A
+kernel's floor is the
 larger of bytes / DRAM bandwidth and MUFU ops / MUFU rate. With the scan split into P chunks
 the summary pass runs the recurrence again over P-1 of them. Prints per pass, per image and the img/s ceiling of this
 unfused design. Ceilings default to the H200 (4.3 TB/s device copy measured here; 132 SMs x
@@ -24,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from vimtools.vimconfig import TEST_VARIANTS, VARIANTS, make_config  # noqa: E402
 
 
-def layer_kernels(cfg, chunks, gate_in_conv=False):
+def layer_kernels(cfg, chunks, gate_in_conv=False, silu_ops=1):
     """(name, bytes per token, weight bytes per pass, MUFU ops per token) of one layer."""
     D, E, N = cfg["embed_dim"], cfg["d_inner"], cfg["d_state"]
     # x_proj output row (fp32): dt_low padded to 4, B, C; the row rounded up to 8 floats
@@ -33,11 +35,12 @@ def layer_kernels(cfg, chunks, gate_in_conv=False):
     summary = (chunks - 1) / chunks if chunks > 1 else 0.0
     # conv: x in, both directions out (and with the gate: z in, SiLU(z) out)
     conv = 3 * E * a + (2 * E * a if gate_in_conv else 0)
-    gate_mufu = 0 if gate_in_conv else 2
+    gate_mufu = 0 if gate_in_conv else silu_ops
+    conv_mufu = (2 + (1 if gate_in_conv else 0)) * E * silu_ops
     return [
         ("rmsnorm", D * f + D * a, 0, 0),
         ("in_proj", D * a + 2 * E * a, 2 * E * D * a, 0),
-        ("conv", conv, 0, 0),
+        ("conv", conv, 0, conv_mufu),
         ("x_proj", 2 * E * a + 2 * ldd * f, 2 * ldd * E * a, 0),
         # u and z (or the gate) for both directions, the staged rows, y written in place
         # of u; the summary pass reads u and the rows again for its chunks
@@ -58,6 +61,8 @@ def main():
     ap.add_argument("--mufu-tops", type=float, default=4.18, help="MUFU rate, T ops/s")
     ap.add_argument("--gate-in-conv", action="store_true",
                     help="the conv writes SiLU(z) (VIM_CUDA_GATE_IN_CONV=1) instead of the scan computing it")
+    ap.add_argument("--silu-ops", type=int, choices=(1, 2), default=1,
+                    help="special-function operations per SiLU: 1 (tanh, 16-bit) or 2 (exp and rcp)")
     ap.add_argument("--measured-us", default="",
                     help="kernel=us,... per pass (ncu durations) to print beside the floors")
     args = ap.parse_args()
@@ -73,7 +78,7 @@ def main():
     print(f"{'kernel':10s} {'MB/pass':>9s} {'MUFU M/pass':>12s} {'floor us':>9s} {'bound':>6s} "
           f"{'measured us':>12s} {'floor/measured':>15s}")
     total_floor = total_meas = 0.0
-    for name, bpt, wbytes, mpt in layer_kernels(cfg, args.chunks, args.gate_in_conv):
+    for name, bpt, wbytes, mpt in layer_kernels(cfg, args.chunks, args.gate_in_conv, args.silu_ops):
         mb = (bpt * tokens + wbytes) / 1e6
         mufu = mpt * tokens / 1e6
         t_mem = mb / (args.dram_tbs * 1e6) * 1e6
