@@ -10,11 +10,10 @@ stream and x_proj output fp32, weights once per pass), and for the scan the expo
 one per token, channel, state and direction plus two for softplus (exp and lg2) and one for
 the gate's SiLU(z) (tanh; --silu-ops 2 counts exp and rcp, as fp32 and builds before 737f6c7
 ran it) per token, channel and direction; the conv's two SiLUs per token and channel likewise.
---gate-in-conv counts the earlier split, where the conv wrote SiLU(z) and the scan read it. A
-kernel's floor is the
-larger of bytes / DRAM bandwidth and MUFU ops / MUFU rate. With the scan split into P chunks
-the summary pass runs the recurrence again over P-1 of them. Prints per pass, per image and the img/s ceiling of this
-unfused design. Ceilings default to the H200 (4.3 TB/s device copy measured here; 132 SMs x
+--gate-in-conv counts the earlier split, where the conv wrote SiLU(z) and the scan read it.
+A kernel's floor is the larger of bytes / DRAM bandwidth and MUFU ops / MUFU rate. With the
+scan split into P chunks the summary pass runs the recurrence again over P-1 of them. Prints
+per pass, per image and the img/s ceiling of this unfused design. Ceilings default to the H200 (4.3 TB/s device copy measured here; 132 SMs x
 16 MUFU ops/clk x 1.98 GHz).
 """
 import argparse

@@ -186,9 +186,10 @@ __device__ __forceinline__ float4 silu4 (float4 v)
 
 /* grid: (ceil(E / 4 / blockDim), ceil(L / (kTile NT)), nseq). A block takes
  * NT consecutive tiles of kTile tokens; the next tile's kTile new rows are
- * loaded before this tile's arithmetic (its 2 x 4 SiLU per token-channel
- * are as much special-function time as the kernel's DRAM time), and the 6
- * halo rows two tiles share stay in registers. */
+ * loaded before this tile's arithmetic (its SiLUs' special-function time
+ * was as long as the kernel's DRAM time when each SiLU took two operations
+ * rather than silu_tanh's one), and the 6 halo rows two tiles share stay in
+ * registers. */
 template <typename T, typename TC, int kTile, int NT>
 __global__ void conv_quad_kernel (const T *__restrict__ xz, TC *__restrict__ xc,
     const float4 *__restrict__ conv_w, const float *__restrict__ conv_b, int L, int E)
