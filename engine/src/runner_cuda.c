@@ -35,8 +35,11 @@
  * the GPU (vimk_seg_masks). Images go through the layers in passes of about
  * 32k tokens (up to 256 images of <= 256 tokens), so the workspace (one
  * layer's activations for one pass) is independent of depth and bounded in
- * the batch. Tuning knobs for bench/ (environment, read when a runner is
- * made): VIM_CUDA_PASS_TOKENS, VIM_CUDA_SCAN_LANES, VIM_CUDA_SCAN_CHUNKS,
+ * the batch. Batches of >= 2 x 12k tokens run as two passes side by side on
+ * two streams (a workspace each), one pass's scan overlapping the other's
+ * GEMMs. Tuning knobs for bench/ (environment, read when a runner is
+ * made): VIM_CUDA_PASS_TOKENS, VIM_CUDA_PASS_STREAMS=1..4 (default 2),
+ * VIM_CUDA_SCAN_LANES, VIM_CUDA_SCAN_CHUNKS,
  * VIM_CUDA_SCAN_POLY, VIM_CUDA_CONV_XPROJ=1, VIM_CUDA_GATE_IN_CONV=1,
  * VIM_CUDA_DBL_ALIGN=4|16, VIM_CUDA_LAST_STEPS=0, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1,
  * VIM_CUDA_GEMM=lt or tuned (cuBLASLt, gemm_cuda.c; default cuBLAS) and,
@@ -529,6 +532,27 @@ typedef struct {
   cudaGraphExec_t exec;
 } GraphEntry;
 
+/* What one pass in flight uses: a stream, a cuBLAS handle bound to it with
+ * its own workspace, and the layer workspace. Slot 0 is the runner's own
+ * stream and handle; further slots (VIM_CUDA_PASS_STREAMS) let passes run
+ * side by side, so that one pass's scan (bound by the special-function
+ * unit) overlaps another's GEMMs and memory-bound kernels. */
+typedef struct {
+  cudaStream_t stream;
+  cublasHandle_t blas;
+  void *blas_ws;              /* slots >= 1: owned */
+  cudaEvent_t joined;         /* slots >= 1: recorded after the slot's last pass */
+  float *residual;
+  void *xz, *xcy, *feat;
+  float *seg_h;               /* segmenters: (rows, C_h) projection sum */
+  void *seg_g;                /* (rows, C_h) T, after conv and GELU */
+  float *dbl;
+  void *scan_ws;              /* scan chunk summaries */
+  size_t scan_ws_bytes;
+} PassSlot;
+
+enum { MAX_PASS_SLOTS = 4 };
+
 typedef struct {
   CudaWeights *w;
   CUcontext ctx;
@@ -554,16 +578,13 @@ typedef struct {
   /* device memory owned by the runner */
   void *blas_ws;
   size_t blas_ws_bytes;
-  void *ws;                   /* workspace for one pass */
+  void *ws;                   /* the slots' workspaces, one pass each */
   size_t ws_bytes;
-  int ws_images;
-  float *residual;
-  void *xz, *xcy, *feat;
-  float *seg_h;               /* segmenters: (rows, C_h) projection sum */
-  void *seg_g;                /* (rows, C_h) T, after conv and GELU */
-  float *dbl;
-  void *scan_ws;              /* scan chunk summaries */
-  size_t scan_ws_bytes;
+  int ws_images, ws_slots;    /* what the workspace was carved for */
+  PassSlot slot[MAX_PASS_SLOTS];
+  int max_slots;              /* most passes in flight at once (VIM_CUDA_PASS_STREAMS) */
+  int n_slots;                /* slots created so far (when a batch first needs them) */
+  cudaEvent_t fork;           /* recorded on the runner's stream before the passes */
   void *input;                /* n x 3 x H x W, t.in */
   int input_cap;
   float *logits;              /* n x out_per_image: (C) or (K, grid_h, grid_w) */
@@ -729,33 +750,41 @@ ws_bytes_for (const CudaRunner *cr, const VimModelConfig *c, int images)
 }
 
 static gboolean
-ensure_workspace (CudaRunner *cr, const VimModelConfig *c, int images, GError **error)
+ensure_workspace (CudaRunner *cr, const VimModelConfig *c, int images, int slots,
+    GError **error)
 {
-  if (cr->ws_images >= images)
+  if (cr->ws_images >= images && cr->ws_slots >= slots)
     return TRUE;
+  images = MAX (images, cr->ws_images);
+  slots = MAX (slots, cr->ws_slots);
   graphs_clear (cr);
   dev_free (cr, &cr->ws, cr->ws_bytes);
   cr->ws_bytes = 0;
   cr->ws_images = 0;
+  cr->ws_slots = 0;
   const size_t scan_bytes = scan_ws_for (cr, c, images);
-  const size_t bytes = ws_bytes_for (cr, c, images) + scan_bytes;
-  if (!dev_alloc (cr, &cr->ws, bytes, "the layer workspace", error))
+  const size_t slot_bytes = ws_bytes_for (cr, c, images) + scan_bytes;
+  if (!dev_alloc (cr, &cr->ws, slot_bytes * slots, "the layer workspace", error))
     return FALSE;
-  cr->ws_bytes = bytes;
+  cr->ws_bytes = slot_bytes * slots;
   cr->ws_images = images;
+  cr->ws_slots = slots;
   const size_t rows = (size_t) images * c->seq_len;
   const int E = c->d_inner, D = c->embed_dim;
-  guint8 *p = cr->ws;
-  cr->residual = (float *) p; p += align256 (rows * D * 4);
-  cr->xz = p; p += align256 (rows * 2 * E * cr->ts_xz);
-  cr->xcy = p; p += align256 (rows * xcy_row_bytes (cr, c));
-  cr->dbl = (float *) p; p += align256 ((size_t) 2 * rows * cr->w->ldd * 4);
-  cr->feat = p; p += align256 ((size_t) images * D * cr->ts);
   const size_t Ch = is_segmenter (c) ? (size_t) c->seg_channels : 0;
-  cr->seg_h = (float *) p; p += align256 (rows * Ch * 4);
-  cr->seg_g = p; p += align256 (rows * Ch * cr->ts);
-  cr->scan_ws = scan_bytes ? p : NULL;
-  cr->scan_ws_bytes = scan_bytes;
+  for (int i = 0; i < slots; i++) {
+    PassSlot *ps = &cr->slot[i];
+    guint8 *p = (guint8 *) cr->ws + i * slot_bytes;
+    ps->residual = (float *) p; p += align256 (rows * D * 4);
+    ps->xz = p; p += align256 (rows * 2 * E * cr->ts_xz);
+    ps->xcy = p; p += align256 (rows * xcy_row_bytes (cr, c));
+    ps->dbl = (float *) p; p += align256 ((size_t) 2 * rows * cr->w->ldd * 4);
+    ps->feat = p; p += align256 ((size_t) images * D * cr->ts);
+    ps->seg_h = (float *) p; p += align256 (rows * Ch * 4);
+    ps->seg_g = p; p += align256 (rows * Ch * cr->ts);
+    ps->scan_ws = scan_bytes ? p : NULL;
+    ps->scan_ws_bytes = scan_bytes;
+  }
   return TRUE;
 }
 
@@ -768,13 +797,59 @@ grow (int have, int need)
   return n;
 }
 
+/* Two passes side by side pay when each still fills the GPU. On an H200
+ * (fp16), against the same passes one after the other: Vim-Ti 224 px
+ * batch 512 -4%, 256 (2 x 128 images) -2.8%, 128 (2 x 64, 12.6k tokens
+ * each) -2%, Vim-S 256 -1.1%, Vim-Ti 1248 px batch 8 (2 x 4) -9.6%; but
+ * batch 64 as 2 x 32 +12% (bench/RESULTS.md, twelfth session). */
+enum { SLOT_MIN_TOKENS = 12288 };
+
+/* Passes for a batch of n: of at most pass_images images each, as even as
+ * they go, and as many slots in use as passes of >= SLOT_MIN_TOKENS give. */
+static void
+plan_passes (const CudaRunner *cr, const VimModelConfig *c, int n, int *passes, int *images,
+    int *slots)
+{
+  const long long tokens = (long long) n * c->seq_len;
+  const int use = (int) CLAMP (tokens / SLOT_MIN_TOKENS, 1, cr->max_slots);
+  int per_pass = MIN (n, cr->pass_images);
+  int np = MAX ((n + per_pass - 1) / per_pass, use);
+  *images = (n + np - 1) / np;
+  *passes = (n + *images - 1) / *images;
+  *slots = MIN (use, *passes);
+}
+
+/* Slots n_slots .. k-1, the first time a batch needs them: a stream each,
+ * with a cuBLAS handle and workspace of its own (a handle's workspace must
+ * not be used by two streams at once). */
+static gboolean
+slots_create (CudaRunner *cr, int k, GError **error)
+{
+  if (k > 1 && cr->fork == NULL)
+    CK (cudaEventCreateWithFlags (&cr->fork, cudaEventDisableTiming), "creating an event");
+  for (int i = cr->n_slots; i < k; i++) {
+    PassSlot *ps = &cr->slot[i];
+    CK (cudaStreamCreateWithFlags (&ps->stream, cudaStreamNonBlocking), "creating a stream");
+    CK (cudaEventCreateWithFlags (&ps->joined, cudaEventDisableTiming), "creating an event");
+    CKB (cublasCreate (&ps->blas), "creating a handle");
+    CKB (cublasSetStream (ps->blas, ps->stream), "setting the stream");
+    CKB (cublasSetMathMode (ps->blas, CUBLAS_DEFAULT_MATH), "setting the math mode");
+    if (!dev_alloc (cr, &ps->blas_ws, cr->blas_ws_bytes, "a cuBLAS workspace", error))
+      return FALSE;
+    CKB (cublasSetWorkspace (ps->blas, ps->blas_ws, cr->blas_ws_bytes), "setting the workspace");
+    cr->n_slots = i + 1;
+  }
+  return TRUE;
+}
+
 static gboolean
 ensure_batch (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
 {
-  int per_pass = MIN (n, cr->pass_images);
-  int passes = (n + per_pass - 1) / per_pass;
-  int images = (n + passes - 1) / passes;
-  if (!ensure_workspace (cr, c, images, error))
+  int passes, images, slots;
+  plan_passes (cr, c, n, &passes, &images, &slots);
+  if (!slots_create (cr, slots, error))
+    return FALSE;
+  if (!ensure_workspace (cr, c, images, slots, error))
     return FALSE;
   if (cr->input_cap < n) {
     graphs_clear (cr);
@@ -810,7 +885,7 @@ ensure_batch (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
  * pitch ldb) + beta C; A and B of type ab. Through cuBLAS, or cuBLASLt
  * with tuned algorithms (gemm_cuda.c). */
 static gboolean
-gemm_batched (CudaRunner *cr, VimkDType ab, int m, int n, int k, const void *A, int lda,
+gemm_batched (CudaRunner *cr, PassSlot *ps, VimkDType ab, int m, int n, int k, const void *A, int lda,
     long long sA, const void *B, int ldb, long long sB, void *C, VimkDType ct, int ldc,
     long long sC, int batch, float beta, const char *what, GError **error)
 {
@@ -819,29 +894,29 @@ gemm_batched (CudaRunner *cr, VimkDType ab, int m, int n, int k, const void *A, 
       .sA = sA, .B = B, .ldb = ldb, .sB = sB, .C = C, .ldc = ldc, .sC = sC, .batch = batch,
       .beta = beta };
     size_t scratch = 0;
-    gboolean ok = vim_gemm_run (cr->lt, cr->stream, &ga, &scratch, what, error);
+    gboolean ok = vim_gemm_run (cr->lt, ps->stream, &ga, &scratch, what, error);
     cr->dev_peak = MAX (cr->dev_peak, cr->dev_bytes + scratch);
     return ok;
   }
   const float alpha = 1.f;
   const cudaDataType t = cuda_type (ab);
   if (batch == 1)
-    CKB (cublasGemmEx (cr->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, A, t, lda,
+    CKB (cublasGemmEx (ps->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, A, t, lda,
             B, t, ldb, &beta, C, cuda_type (ct), ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
         what);
   else
-    CKB (cublasGemmStridedBatchedEx (cr->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha,
+    CKB (cublasGemmStridedBatchedEx (ps->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha,
             A, t, lda, sA, B, t, ldb, sB, &beta, C, cuda_type (ct), ldc, sC, batch,
             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT), what);
   return TRUE;
 }
 
 static gboolean
-gemm (CudaRunner *cr, VimkDType ab, int m, int n, int k, const void *A, int lda,
+gemm (CudaRunner *cr, PassSlot *ps, VimkDType ab, int m, int n, int k, const void *A, int lda,
     const void *B, int ldb, void *C, VimkDType ct, int ldc, float beta, const char *what,
     GError **error)
 {
-  return gemm_batched (cr, ab, m, n, k, A, lda, 0, B, ldb, 0, C, ct, ldc, 0, 1, beta, what,
+  return gemm_batched (cr, ps, ab, m, n, k, A, lda, 0, B, ldb, 0, C, ct, ldc, 0, 1, beta, what,
       error);
 }
 
@@ -882,15 +957,15 @@ prof_mark (CudaRunner *cr, int stage)
  * op_T(seg_g as C_h x M) x (W_cls as C_h x K): one strided batch over the
  * pass's images with W_cls shared (stride 0). */
 static gboolean
-enqueue_seg_head (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **error)
+enqueue_seg_head (CudaRunner *cr, PassSlot *ps, const VimModelConfig *c, int i0, int m, GError **error)
 {
   const CudaWeights *w = cr->w;
   const int M = c->num_patches, K = c->num_classes, Ch = c->seg_channels;
   float *logits = cr->logits + (size_t) i0 * out_per_image (c);
-  CKK (vimk_seghead_conv (cr->t.act, cr->seg_h, w->seg_proj_b, w->seg_dw_w, w->seg_dw_b, m,
-          c->grid_h, c->grid_w, Ch, cr->seg_g, logits, w->seg_cls_b, K, cr->stream),
+  CKK (vimk_seghead_conv (cr->t.act, ps->seg_h, w->seg_proj_b, w->seg_dw_w, w->seg_dw_b, m,
+          c->grid_h, c->grid_w, Ch, ps->seg_g, logits, w->seg_cls_b, K, ps->stream),
       "segmentation head conv");
-  if (!gemm_batched (cr, cr->t.act, M, K, Ch, cr->seg_g, Ch, (long long) M * Ch,
+  if (!gemm_batched (cr, ps, cr->t.act, M, K, Ch, ps->seg_g, Ch, (long long) M * Ch,
           w->seg_cls_w, Ch, 0, logits, VIMK_F32, M, (long long) K * M, m, 1.f,
           "segmentation classes", error))
     return FALSE;
@@ -900,13 +975,14 @@ enqueue_seg_head (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError
 
 /* One pass: images [i0, i0 + m) of the input buffer -> logits rows. */
 static gboolean
-enqueue_pass (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **error)
+enqueue_pass (CudaRunner *cr, PassSlot *ps, const VimModelConfig *c, int i0, int m,
+    GError **error)
 {
   const CudaWeights *w = cr->w;
   const Types t = cr->t;
   const int D = c->embed_dim, E = c->d_inner, L = c->seq_len, N = c->d_state;
   const int rows = m * L;
-  cudaStream_t s = cr->stream;
+  cudaStream_t s = ps->stream;
   const float eps = c->norm_eps;
 
   if (prof_active)
@@ -917,12 +993,12 @@ enqueue_pass (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **e
     .cls_index = c->cls_index,
     .input = (const guint8 *) cr->input
         + (size_t) i0 * 3 * c->image_height * c->image_width * cr->ts_in,
-    .patches = cr->xcy, .ldp = w->ldp, .residual = cr->residual,
+    .patches = ps->xcy, .ldp = w->ldp, .residual = ps->residual,
     .pos = w->pos, .cls = w->cls, .patch_b = w->patch_b,
   };
   CKK (vimk_embed_prepare (t.in, &ea, s), "patch gather");
   prof_mark (cr, ST_EMBED);
-  if (!gemm (cr, t.in, D, rows, w->kp, w->patch_w, w->kp, cr->xcy, w->ldp, cr->residual,
+  if (!gemm (cr, ps, t.in, D, rows, w->kp, w->patch_w, w->kp, ps->xcy, w->ldp, ps->residual,
           VIMK_F32, D, 1.f, "patch embedding", error))
     return FALSE;
   prof_mark (cr, ST_PATCH);
@@ -935,38 +1011,38 @@ enqueue_pass (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **e
   for (int l = 0; l < n_layers; l++) {
     const CudaLayer *ly = &w->layers[l];
     const gboolean last = l == c->depth - 1;
-    CKK (vimk_rmsnorm (t.norm, cr->residual, D, ly->norm_w, cr->xcy, D, rows, D, eps, s),
+    CKK (vimk_rmsnorm (t.norm, ps->residual, D, ly->norm_w, ps->xcy, D, rows, D, eps, s),
         "rmsnorm");
     prof_mark (cr, ST_NORM);
-    if (!gemm (cr, t.norm, 2 * E, rows, D, ly->in_w, D, cr->xcy, D, cr->xz, t.xz,
+    if (!gemm (cr, ps, t.norm, 2 * E, rows, D, ly->in_w, D, ps->xcy, D, ps->xz, t.xz,
             2 * E, 0.f, "in_proj", error))
       return FALSE;
     prof_mark (cr, ST_IN);
     if (cr->conv_xproj) {
-      CKK (vimk_conv_xproj (t.xz, t.act, cr->xz, cr->xcy, ly->conv_w, ly->conv_b, ly->x_w,
-              cr->dbl, w->ldd, m, L, E, c->d_conv, s), "conv1d + x_proj");
+      CKK (vimk_conv_xproj (t.xz, t.act, ps->xz, ps->xcy, ly->conv_w, ly->conv_b, ly->x_w,
+              ps->dbl, w->ldd, m, L, E, c->d_conv, s), "conv1d + x_proj");
       prof_mark (cr, ST_CONV);
     } else {
       if (cr->gate_in_scan)
-        CKK (vimk_conv (t.xz, t.act, cr->xz, cr->xcy, ly->conv_w, ly->conv_b, m, L, E,
+        CKK (vimk_conv (t.xz, t.act, ps->xz, ps->xcy, ly->conv_w, ly->conv_b, m, L, E,
                 c->d_conv, s), "conv1d");
       else
-        CKK (vimk_conv_gate (t.xz, t.act, cr->xz, cr->xcy, ly->conv_w, ly->conv_b, m, L, E,
+        CKK (vimk_conv_gate (t.xz, t.act, ps->xz, ps->xcy, ly->conv_w, ly->conv_b, m, L, E,
                 c->d_conv, s), "conv1d");
       prof_mark (cr, ST_CONV);
       /* both directions: weights [d], input columns d*E.., outputs dbl[d] */
-      if (!gemm_batched (cr, t.act, w->ldd, rows, E, ly->x_w, E, (long long) w->ldx * E,
-              cr->xcy, 2 * E, E, cr->dbl, VIMK_F32, w->ldd, (long long) rows * w->ldd, 2, 0.f,
+      if (!gemm_batched (cr, ps, t.act, w->ldd, rows, E, ly->x_w, E, (long long) w->ldx * E,
+              ps->xcy, 2 * E, E, ps->dbl, VIMK_F32, w->ldd, (long long) rows * w->ldd, 2, 0.f,
               "x_proj", error))
         return FALSE;
       prof_mark (cr, ST_XPROJ);
     }
     VimkScanArgs sa = {
       .nseq = m, .L = L, .E = E, .N = N, .R = c->dt_rank, .r_pad = w->r_pad,
-      .dbl = cr->dbl, .ldd = w->ldd, .b_off = w->b_off,
-      .gate = (const guint8 *) cr->xz + (size_t) E * cr->ts_xz, .ld_gate = 2 * E,
+      .dbl = ps->dbl, .ldd = w->ldd, .b_off = w->b_off,
+      .gate = (const guint8 *) ps->xz + (size_t) E * cr->ts_xz, .ld_gate = 2 * E,
       .gate_dtype = t.xz, .gate_silu = cr->gate_in_scan,
-      .xy = cr->xcy, .ld_xy = 2 * E,
+      .xy = ps->xcy, .ld_xy = 2 * E,
       .A2 = ly->A2, .Wdt = ly->dt_w, .bdt = ly->dt_b, .Dv = ly->Dv,
       .lanes = cr->scan_lanes, .chunks = cr->scan_chunks, .poly_exps = cr->scan_poly,
       /* the last layer feeds only the class token to the head: each
@@ -974,12 +1050,12 @@ enqueue_pass (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **e
       .steps = last && cls_only && cr->last_layer_steps
           ? MAX (c->cls_index + 1, L - c->cls_index) : 0,
     };
-    CKK (vimk_scan (t.act, &sa, cr->scan_ws, cr->scan_ws_bytes, s), "selective scan");
+    CKK (vimk_scan (t.act, &sa, ps->scan_ws, ps->scan_ws_bytes, s), "selective scan");
     prof_mark (cr, ST_SCAN);
     if (seg && level < c->n_seg_layers && c->seg_layers[level] == l) {
       /* this block's mixer output, projected by the head: seg_h (+)= y W'^T */
-      if (!gemm (cr, t.act, c->seg_channels, rows, 2 * E, w->seg_proj[level], 2 * E,
-              cr->xcy, 2 * E, cr->seg_h, VIMK_F32, c->seg_channels, level == 0 ? 0.f : 1.f,
+      if (!gemm (cr, ps, t.act, c->seg_channels, rows, 2 * E, w->seg_proj[level], 2 * E,
+              ps->xcy, 2 * E, ps->seg_h, VIMK_F32, c->seg_channels, level == 0 ? 0.f : 1.f,
               "segmentation projection", error))
         return FALSE;
       level++;
@@ -989,44 +1065,51 @@ enqueue_pass (CudaRunner *cr, const VimModelConfig *c, int i0, int m, GError **e
     }
     if (last && cls_only) {
       /* only the class-token rows feed the head */
-      if (!gemm (cr, t.act, D, m, 2 * E, ly->out_w, 2 * E,
-              (const guint8 *) cr->xcy + (size_t) c->cls_index * 2 * E * cr->ts, L * 2 * E,
-              cr->residual + (size_t) c->cls_index * D, VIMK_F32, L * D, 1.f,
+      if (!gemm (cr, ps, t.act, D, m, 2 * E, ly->out_w, 2 * E,
+              (const guint8 *) ps->xcy + (size_t) c->cls_index * 2 * E * cr->ts, L * 2 * E,
+              ps->residual + (size_t) c->cls_index * D, VIMK_F32, L * D, 1.f,
               "out_proj (class token)", error))
         return FALSE;
-    } else if (!gemm (cr, t.act, D, rows, 2 * E, ly->out_w, 2 * E, cr->xcy, 2 * E,
-            cr->residual, VIMK_F32, D, 1.f, "out_proj", error))
+    } else if (!gemm (cr, ps, t.act, D, rows, 2 * E, ly->out_w, 2 * E, ps->xcy, 2 * E,
+            ps->residual, VIMK_F32, D, 1.f, "out_proj", error))
       return FALSE;
     prof_mark (cr, ST_OUT);
   }
   if (seg)
-    return enqueue_seg_head (cr, c, i0, m, error);
+    return enqueue_seg_head (cr, ps, c, i0, m, error);
   float *logits = cr->logits + (size_t) i0 * c->num_classes;
-  CKK (vimk_final_prepare (t.act, cr->residual, m, L, D, c->cls_index, w->norm_f, eps,
-          cr->feat, logits, w->head_b, c->num_classes, s), "final norm");
-  if (!gemm (cr, t.act, c->num_classes, m, D, w->head_w, D, cr->feat, D, logits, VIMK_F32,
+  CKK (vimk_final_prepare (t.act, ps->residual, m, L, D, c->cls_index, w->norm_f, eps,
+          ps->feat, logits, w->head_b, c->num_classes, s), "final norm");
+  if (!gemm (cr, ps, t.act, c->num_classes, m, D, w->head_w, D, ps->feat, D, logits, VIMK_F32,
           c->num_classes, 1.f, "head", error))
     return FALSE;
   prof_mark (cr, ST_HEAD);
   return TRUE;
 }
 
-static void
-plan_passes (const CudaRunner *cr, int n, int *passes, int *images)
-{
-  int per_pass = MIN (n, cr->pass_images);
-  *passes = (n + per_pass - 1) / per_pass;
-  *images = (n + *passes - 1) / *passes;
-}
-
+/* The passes of a batch, pass p on slot p % slots: the slots' streams
+ * start after what the runner's stream holds (the input) and the runner's
+ * stream waits for all of them, so callers and graph capture see one
+ * stream. Passes on one slot run in order: they share its workspace. */
 static gboolean
 enqueue_forward (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
 {
-  int passes, images;
-  plan_passes (cr, n, &passes, &images);
-  for (int i0 = 0; i0 < n; i0 += images)
-    if (!enqueue_pass (cr, c, i0, MIN (images, n - i0), error))
+  int passes, images, slots;
+  plan_passes (cr, c, n, &passes, &images, &slots);
+  if (slots > 1) {
+    CK (cudaEventRecord (cr->fork, cr->stream), "forking the passes");
+    for (int i = 1; i < slots; i++)
+      CK (cudaStreamWaitEvent (cr->slot[i].stream, cr->fork, 0), "forking the passes");
+  }
+  for (int p = 0; p < passes; p++) {
+    const int i0 = p * images;
+    if (!enqueue_pass (cr, &cr->slot[p % slots], c, i0, MIN (images, n - i0), error))
       return FALSE;
+  }
+  for (int i = 1; i < slots; i++) {
+    CK (cudaEventRecord (cr->slot[i].joined, cr->slot[i].stream), "joining the passes");
+    CK (cudaStreamWaitEvent (cr->stream, cr->slot[i].joined, 0), "joining the passes");
+  }
   return TRUE;
 }
 
@@ -1561,6 +1644,14 @@ runner_destroy (VimModel *model, CudaRunner *cr)
   if (cr->seg_out_dev) cudaFree (cr->seg_out_dev);
   if (cr->h_seg_desc) cudaFreeHost (cr->h_seg_desc);
   if (cr->h_seg_out) cudaFreeHost (cr->h_seg_out);
+  for (int i = 1; i < MAX_PASS_SLOTS; i++) {
+    PassSlot *ps = &cr->slot[i];
+    if (ps->blas) cublasDestroy (ps->blas);
+    if (ps->blas_ws) cudaFree (ps->blas_ws);
+    if (ps->joined) cudaEventDestroy (ps->joined);
+    if (ps->stream) cudaStreamDestroy (ps->stream);
+  }
+  if (cr->fork) cudaEventDestroy (cr->fork);
   vim_gemm_free (cr->lt);
   if (cr->blas) cublasDestroy (cr->blas);
   if (cr->stream) cudaStreamDestroy (cr->stream);
@@ -1636,6 +1727,9 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
   if (!dev_alloc (cr, &cr->blas_ws, cr->blas_ws_bytes, "the cuBLAS workspace", error))
     return FALSE;
   CKB (cublasSetWorkspace (cr->blas, cr->blas_ws, cr->blas_ws_bytes), "setting the workspace");
+  cr->slot[0].stream = cr->stream;
+  cr->slot[0].blas = cr->blas;
+  cr->n_slots = 1;
   /* VIM_CUDA_GEMM: blas (cuBLAS's own choice), lt (cuBLASLt's first
    * candidate) or tuned (the fastest of cuBLASLt's first 16, timed once per
    * shape); the workspace is shared: one stream */
@@ -1701,6 +1795,12 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
   cr->use_graphs = env_int ("VIM_CUDA_GRAPHS", 1) != 0;
   cr->last_layer_steps = env_int ("VIM_CUDA_LAST_STEPS", 1) != 0;
   cr->graphs = g_array_new (FALSE, TRUE, sizeof (GraphEntry));
+  /* Most passes in flight at once (VIM_CUDA_PASS_STREAMS, default 2); one
+   * when cuBLASLt's workspace is shared (VIM_CUDA_GEMM=lt|tuned) or stage
+   * times are taken (VIM_CUDA_PROFILE) */
+  cr->max_slots = (int) CLAMP (env_int ("VIM_CUDA_PASS_STREAMS", 2), 1, MAX_PASS_SLOTS);
+  if (cr->lt || cr->profile)
+    cr->max_slots = 1;
   return TRUE;
 }
 
@@ -1888,7 +1988,8 @@ vim_runner_cuda_bench (VimRunner *r, int n, int min_iters, int max_iters,
   out->mean_ms = sum / iters;
   out->weight_bytes = cr->w->bytes;
   out->act_bytes = cr->dev_peak;
-  plan_passes (cr, n, &out->passes, &out->pass_images);
+  int slots;
+  plan_passes (cr, c, n, &out->passes, &out->pass_images, &slots);
   vimk_scan_plan (out->pass_images, c->seq_len, c->d_inner, c->d_state, cr->scan_lanes,
       cr->scan_chunks, &out->scan_lanes, &out->scan_chunks);
   out->graphs = cr->use_graphs;
