@@ -13,8 +13,10 @@ ran it) per token, channel and direction; the conv's two SiLUs per token and cha
 --gate-in-conv counts the earlier split, where the conv wrote SiLU(z) and the scan read it.
 A kernel's floor is the larger of bytes / DRAM bandwidth and MUFU ops / MUFU rate. With the
 scan split into P chunks the summary pass runs the recurrence again over P-1 of them. Prints
-per pass, per image and the img/s ceiling of this unfused design. Ceilings default to the H200 (4.3 TB/s device copy measured here; 132 SMs x
-16 MUFU ops/clk x 1.98 GHz).
+per pass, per image and the img/s ceiling of this unfused design, and the ceiling when two
+passes run side by side and their memory-bound and MUFU-bound kernels overlap perfectly.
+Ceilings default to the H200 (4.3 TB/s device copy measured here; 132 SMs x 16 MUFU
+ops/clk x 1.98 GHz).
 """
 import argparse
 import math
@@ -76,7 +78,7 @@ def main():
           f"DRAM {args.dram_tbs} TB/s, MUFU {args.mufu_tops} T ops/s")
     print(f"{'kernel':10s} {'MB/pass':>9s} {'MUFU M/pass':>12s} {'floor us':>9s} {'bound':>6s} "
           f"{'measured us':>12s} {'floor/measured':>15s}")
-    total_floor = total_meas = 0.0
+    total_floor = total_meas = total_mem = total_mufu = 0.0
     for name, bpt, wbytes, mpt in layer_kernels(cfg, args.chunks, args.gate_in_conv, args.silu_ops):
         mb = (bpt * tokens + wbytes) / 1e6
         mufu = mpt * tokens / 1e6
@@ -84,6 +86,8 @@ def main():
         t_mufu = mufu / (args.mufu_tops * 1e6) * 1e6
         floor = max(t_mem, t_mufu)
         total_floor += floor
+        total_mem += t_mem
+        total_mufu += t_mufu
         m = measured.get(name)
         if m is not None:
             total_meas += m
@@ -93,6 +97,13 @@ def main():
     per_img = total_floor * depth / args.pass_images
     print(f"layer floor {total_floor:.1f} us per pass; {per_img:.2f} us per image over {depth} layers "
           f"-> at most {1e6 / per_img:,.0f} img/s for this unfused design")
+    # two passes side by side (VIM_CUDA_PASS_STREAMS): one pass's memory-bound kernels can
+    # run under the other's special-function-bound scan, so a layer needs at least the
+    # larger of all its bytes over DRAM and all its MUFU operations over the MUFU rate
+    ov = max(total_mem, total_mufu)
+    per_img_ov = ov * depth / args.pass_images
+    print(f"overlapped floor {ov:.1f} us per pass (DRAM {total_mem:.1f}, MUFU {total_mufu:.1f}); "
+          f"{per_img_ov:.2f} us per image -> at most {1e6 / per_img_ov:,.0f} img/s with passes side by side")
     if total_meas:
         per_img_m = total_meas * depth / args.pass_images
         print(f"measured {total_meas:.1f} us per pass; {per_img_m:.2f} us per image -> "
