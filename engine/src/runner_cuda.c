@@ -885,9 +885,9 @@ ensure_batch (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
  * pitch ldb) + beta C; A and B of type ab. Through cuBLAS, or cuBLASLt
  * with tuned algorithms (gemm_cuda.c). */
 static gboolean
-gemm_batched (CudaRunner *cr, PassSlot *ps, VimkDType ab, int m, int n, int k, const void *A, int lda,
-    long long sA, const void *B, int ldb, long long sB, void *C, VimkDType ct, int ldc,
-    long long sC, int batch, float beta, const char *what, GError **error)
+gemm_batched (CudaRunner *cr, PassSlot *ps, VimkDType ab, int m, int n, int k, const void *A,
+    int lda, long long sA, const void *B, int ldb, long long sB, void *C, VimkDType ct,
+    int ldc, long long sC, int batch, float beta, const char *what, GError **error)
 {
   if (cr->lt) {
     const VimGemmArgs ga = { .ab = ab, .ct = ct, .m = m, .n = n, .k = k, .A = A, .lda = lda,
@@ -916,8 +916,8 @@ gemm (CudaRunner *cr, PassSlot *ps, VimkDType ab, int m, int n, int k, const voi
     const void *B, int ldb, void *C, VimkDType ct, int ldc, float beta, const char *what,
     GError **error)
 {
-  return gemm_batched (cr, ps, ab, m, n, k, A, lda, 0, B, ldb, 0, C, ct, ldc, 0, 1, beta, what,
-      error);
+  return gemm_batched (cr, ps, ab, m, n, k, A, lda, 0, B, ldb, 0, C, ct, ldc, 0, 1, beta,
+      what, error);
 }
 
 /* Stage timing (VIM_CUDA_PROFILE, vim_runner_cuda_bench only; not thread
@@ -957,7 +957,8 @@ prof_mark (CudaRunner *cr, int stage)
  * op_T(seg_g as C_h x M) x (W_cls as C_h x K): one strided batch over the
  * pass's images with W_cls shared (stride 0). */
 static gboolean
-enqueue_seg_head (CudaRunner *cr, PassSlot *ps, const VimModelConfig *c, int i0, int m, GError **error)
+enqueue_seg_head (CudaRunner *cr, PassSlot *ps, const VimModelConfig *c, int i0, int m,
+    GError **error)
 {
   const CudaWeights *w = cr->w;
   const int M = c->num_patches, K = c->num_classes, Ch = c->seg_channels;
@@ -1080,8 +1081,8 @@ enqueue_pass (CudaRunner *cr, PassSlot *ps, const VimModelConfig *c, int i0, int
   float *logits = cr->logits + (size_t) i0 * c->num_classes;
   CKK (vimk_final_prepare (t.act, ps->residual, m, L, D, c->cls_index, w->norm_f, eps,
           ps->feat, logits, w->head_b, c->num_classes, s), "final norm");
-  if (!gemm (cr, ps, t.act, c->num_classes, m, D, w->head_w, D, ps->feat, D, logits, VIMK_F32,
-          c->num_classes, 1.f, "head", error))
+  if (!gemm (cr, ps, t.act, c->num_classes, m, D, w->head_w, D, ps->feat, D, logits,
+          VIMK_F32, c->num_classes, 1.f, "head", error))
     return FALSE;
   prof_mark (cr, ST_HEAD);
   return TRUE;
