@@ -827,14 +827,21 @@ slots_create (CudaRunner *cr, int k, GError **error)
 {
   if (k > 1 && cr->fork == NULL)
     CK (cudaEventCreateWithFlags (&cr->fork, cudaEventDisableTiming), "creating an event");
+  /* each step only once: a call that failed half-way (out of memory) can be
+   * retried by the next batch without leaking what it made */
   for (int i = cr->n_slots; i < k; i++) {
     PassSlot *ps = &cr->slot[i];
-    CK (cudaStreamCreateWithFlags (&ps->stream, cudaStreamNonBlocking), "creating a stream");
-    CK (cudaEventCreateWithFlags (&ps->joined, cudaEventDisableTiming), "creating an event");
-    CKB (cublasCreate (&ps->blas), "creating a handle");
-    CKB (cublasSetStream (ps->blas, ps->stream), "setting the stream");
-    CKB (cublasSetMathMode (ps->blas, CUBLAS_DEFAULT_MATH), "setting the math mode");
-    if (!dev_alloc (cr, &ps->blas_ws, cr->blas_ws_bytes, "a cuBLAS workspace", error))
+    if (ps->stream == NULL)
+      CK (cudaStreamCreateWithFlags (&ps->stream, cudaStreamNonBlocking), "creating a stream");
+    if (ps->joined == NULL)
+      CK (cudaEventCreateWithFlags (&ps->joined, cudaEventDisableTiming), "creating an event");
+    if (ps->blas == NULL) {
+      CKB (cublasCreate (&ps->blas), "creating a handle");
+      CKB (cublasSetStream (ps->blas, ps->stream), "setting the stream");
+      CKB (cublasSetMathMode (ps->blas, CUBLAS_DEFAULT_MATH), "setting the math mode");
+    }
+    if (ps->blas_ws == NULL
+        && !dev_alloc (cr, &ps->blas_ws, cr->blas_ws_bytes, "a cuBLAS workspace", error))
       return FALSE;
     CKB (cublasSetWorkspace (ps->blas, ps->blas_ws, cr->blas_ws_bytes), "setting the workspace");
     cr->n_slots = i + 1;
