@@ -800,8 +800,9 @@ grow (int have, int need)
 /* Two passes side by side pay when each still fills the GPU. On an H200
  * (fp16), against the same passes one after the other: Vim-Ti 224 px
  * batch 512 -4%, 256 (2 x 128 images) -2.8%, 128 (2 x 64, 12.6k tokens
- * each) -2%, Vim-S 256 -1.1%, Vim-Ti 1248 px batch 8 (2 x 4) -9.6%; but
- * batch 64 as 2 x 32 +12% (bench/RESULTS.md, twelfth session). */
+ * each) -2%, Vim-S 256 -1.1%, Vim-Ti 1248 px batch 8 (2 x 4) -9.6%, 1024 px
+ * batch 8 -10%, Vim-S 1024 and 1248 px batch 8 -12%; but batch 64 as
+ * 2 x 32 +12% (bench/RESULTS.md, twelfth session). */
 enum { SLOT_MIN_TOKENS = 12288 };
 
 /* Passes for a batch of n: of at most pass_images images each, as even as
