@@ -384,6 +384,20 @@ int scan_version ()
   return v;
 }
 
+/* VIM_CUDA_SCAN_BLOCKS_PER_SM: at most this many scan blocks per SM (0 = no
+ * cap, unset = vimk_scan's rule below) */
+int scan_blocks_cap_env ()
+{
+  static int v = -2;
+  if (v == -2) {
+    const char *e = getenv ("VIM_CUDA_SCAN_BLOCKS_PER_SM");
+    v = e != nullptr && e[0] != '\0' ? atoi (e) : -1;
+    if (v < -1 || v > 32)
+      v = -1;
+  }
+  return v;
+}
+
 int sm_count ()
 {
   int dev = 0, n = 0;
@@ -583,6 +597,26 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
   if (main_fn == nullptr || (P > 1 && sum_fn == nullptr))
     return cudaErrorInvalidValue;
   const int cpb = kThreads / G;
+  /* Chunked one-lane plans (Vim-Ti at 1024-1248 px) run at most 4 blocks
+   * per SM instead of the 5 their registers allow, by asking for more
+   * shared memory than they use: the summary and main passes then leave
+   * room beside them for the other pass's kernels (two passes run side by
+   * side on two streams at these sizes). On an H200, fp16: Vim-Ti 1024
+   * batch 8 10.45 -> 10.03 ms, 1248 batch 8 14.67 -> 14.37 (bf16 15.46 ->
+   * 15.21), batch 16 29.30 -> 28.71; unchanged at 1248 batch 1 (one pass)
+   * and for Vim-S (4 blocks already); unchunked, Vim-Ti 224 batch 256 lost
+   * 0.8%, and a cap of 3 lost everywhere (bench/RESULTS.md, thirteenth
+   * session) */
+  int cap = scan_blocks_cap_env ();
+  if (cap < 0)
+    cap = G == 1 && P > 1 ? 4 : 0;
+  if (cap > 0) {
+    int dev = 0, per_sm = 0;
+    if (cudaGetDevice (&dev) == cudaSuccess
+        && cudaDeviceGetAttribute (&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev)
+            == cudaSuccess)
+      smem = std::max (smem, (size_t) std::max (0, per_sm / cap - 1024 - 128));
+  }
   if (smem > 48 * 1024) {
     cudaError_t e = cudaFuncSetAttribute ((const void *) main_fn,
         cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
