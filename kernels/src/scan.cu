@@ -490,8 +490,17 @@ vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
     while (G < 4 && G < gmax && chains * G < wave / 2)
       G *= 2;
   } else if (L >= 4096) {
-    /* very long chains: one lane, chunks of >= 128 steps up to 3/4 wave */
-    while (P < 64 && (L / (P * 2)) >= 128 && chains * P * 2 <= wave * 3 / 4)
+    /* very long chains: chunks of >= 128 steps up to 3/4 wave; one lane
+     * where 16 chunks of the chains fill half a wave, else 2 lanes, which
+     * need half the chunks (fewer summaries to fold) for the same threads.
+     * On an H200, fp16, batch 1: Vim-Ti 1024 1 x 32 -> 2 x 32 2.78 -> 2.04
+     * ms, 1248 3.55 -> 2.66, Vim-S 1024 1 x 32 -> 2 x 16 4.13 -> 3.76, 1248
+     * 5.39 -> 5.26; Vim-Ti 1248 batch 2 4.87 -> 4.51 (bench/RESULTS.md,
+     * thirteenth session). Passes of 4 images keep 1 x 16 (2 x 8 was 1.4%
+     * slower at Vim-Ti 1248 batch 8). */
+    if (chains * 16 < wave / 2)
+      G = std::min (2, gmax);
+    while (P < 64 && (L / (P * 2)) >= 128 && chains * G * P * 2 <= wave * 3 / 4)
       P *= 2;
   } else if (L <= 256) {
     /* short chains: 2 lanes, chunks of >= 12 steps within one wave, then
