@@ -612,7 +612,7 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
    * room beside them for the other pass's kernels (two passes run side by
    * side on two streams at these sizes). On an H200, fp16: Vim-Ti 1024
    * batch 8 10.45 -> 10.03 ms, 1248 batch 8 14.67 -> 14.37 (bf16 15.46 ->
-   * 15.21), batch 16 29.30 -> 28.71; unchanged at 1248 batch 1 (one pass)
+   * 15.21), batch 16 29.30 -> 28.71; unchanged where one pass runs alone
    * and for Vim-S (4 blocks already); unchunked, Vim-Ti 224 batch 256 lost
    * 0.8%, and a cap of 3 lost everywhere (bench/RESULTS.md, thirteenth
    * session) */
@@ -621,9 +621,11 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
     cap = G == 1 && P > 1 ? 4 : 0;
   if (cap > 0) {
     int dev = 0, per_sm = 0;
-    if (cudaGetDevice (&dev) == cudaSuccess
-        && cudaDeviceGetAttribute (&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev)
-            == cudaSuccess)
+    if (cudaGetDevice (&dev) != cudaSuccess
+        || cudaDeviceGetAttribute (&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev)
+            != cudaSuccess)
+      (void) cudaGetLastError ();             /* no cap, and no error left for the launch check */
+    else
       smem = std::max (smem, (size_t) std::max (0, per_sm / cap - 1024 - 128));
   }
   if (smem > 48 * 1024) {
