@@ -398,13 +398,23 @@ int scan_blocks_cap_env ()
   return v;
 }
 
+/* An attribute of the current device, or fallback when it cannot be read
+ * (the failed query's error is cleared, so the next launch check does not
+ * report it) */
+int device_attribute (cudaDeviceAttr attr, int fallback)
+{
+  int dev = 0, v = 0;
+  if (cudaGetDevice (&dev) != cudaSuccess
+      || cudaDeviceGetAttribute (&v, attr, dev) != cudaSuccess) {
+    (void) cudaGetLastError ();
+    return fallback;
+  }
+  return v;
+}
+
 int sm_count ()
 {
-  int dev = 0, n = 0;
-  if (cudaGetDevice (&dev) != cudaSuccess
-      || cudaDeviceGetAttribute (&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    return 132;
-  return n;
+  return device_attribute (cudaDevAttrMultiProcessorCount, 132);
 }
 
 } // namespace
@@ -620,13 +630,8 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
   if (cap < 0)
     cap = G == 1 && P > 1 ? 4 : 0;
   if (cap > 0) {
-    int dev = 0, per_sm = 0;
-    if (cudaGetDevice (&dev) != cudaSuccess
-        || cudaDeviceGetAttribute (&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev)
-            != cudaSuccess)
-      (void) cudaGetLastError ();             /* no cap, and no error left for the launch check */
-    else
-      smem = std::max (smem, (size_t) std::max (0, per_sm / cap - 1024 - 128));
+    const int per_sm = device_attribute (cudaDevAttrMaxSharedMemoryPerMultiprocessor, 0);
+    smem = std::max (smem, (size_t) std::max (0, per_sm / cap - 1024 - 128));
   }
   if (smem > 48 * 1024) {
     cudaError_t e = cudaFuncSetAttribute ((const void *) main_fn,
