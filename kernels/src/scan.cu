@@ -430,8 +430,7 @@ vimk_scan_supported (int N, int R)
   return 0;
 }
 
-/* The plan before V4 (and still where one of lanes/chunks is forced, or for
- * chains of 257-4095 steps, where V4 measured no better plan). */
+/* The plan before V4, still used where one of lanes/chunks is forced. */
 static void
 plan_v3 (int nseq, int L, int E, int N, int lanes, int chunks, int *lanes_out, int *chunks_out)
 {
@@ -529,8 +528,20 @@ vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
       P /= 2;
     }
   } else {
-    plan_v3 (nseq, L, E, N, lanes, chunks, lanes_out, chunks_out);
-    return;
+    /* 257-4095 steps: 2 lanes and chunks of >= 64 steps up to 3/4 wave,
+     * then lanes up to 8 while under half a wave. The best plans measured
+     * on an H200 (fp16) hold about 49k threads with 2 lanes; the older
+     * plan (plan_v3) went to a whole wave with 4: Vim-Ti 512 batch 8 4 x 8
+     * -> 2 x 4 3.91 -> 3.10 ms, Vim-S 512 batch 1 4 x 8 -> 2 x 16 1.52 ->
+     * 1.42, Vim-B 512 batch 1 4 x 4 -> 2 x 8 4.06 -> 2.60, Vim-Ti stride 8
+     * batch 8 4 x 2 -> 2 x 4 2.86 -> 2.40, Vim-S 768 batch 1 4 x 8 -> 2 x
+     * 16 2.71 -> 2.38; Vim-Ti 512 batch 1 keeps 4 x 16 (bench/RESULTS.md,
+     * fourteenth session) */
+    G = std::min (2, gmax);
+    while (P < 64 && (L / (P * 2)) >= 64 && chains * G * P * 2 <= wave * 3 / 4)
+      P *= 2;
+    while (G < 8 && G < gmax && chains * G * P < wave / 2)
+      G *= 2;
   }
   *lanes_out = G;
   *chunks_out = P;
