@@ -717,8 +717,8 @@ scan_ws_for (const CudaRunner *cr, const VimModelConfig *c, int images)
   size_t most = 0;
   for (int m = 1; m <= images; m++) {
     int G, P;
-    vimk_scan_plan (m, c->seq_len, c->d_inner, c->d_state, cr->scan_lanes, cr->scan_chunks,
-        &G, &P);
+    vimk_scan_plan (m, c->seq_len, c->d_inner, c->d_state, c->dt_rank, cr->scan_lanes,
+        cr->scan_chunks, &G, &P);
     most = MAX (most, vimk_scan_workspace_bytes (m, c->d_inner, c->d_state, P));
   }
   return align256 (most);
@@ -2013,8 +2013,8 @@ vim_runner_cuda_bench (VimRunner *r, int n, int min_iters, int max_iters,
   out->act_bytes = cr->dev_peak;
   int slots;
   plan_passes (cr, c, n, &out->passes, &out->pass_images, &slots);
-  vimk_scan_plan (out->pass_images, c->seq_len, c->d_inner, c->d_state, cr->scan_lanes,
-      cr->scan_chunks, &out->scan_lanes, &out->scan_chunks);
+  vimk_scan_plan (out->pass_images, c->seq_len, c->d_inner, c->d_state, c->dt_rank,
+      cr->scan_lanes, cr->scan_chunks, &out->scan_lanes, &out->scan_chunks);
   out->graphs = cr->use_graphs;
   if (cr->profile) {
     /* one eager forward with an event after every stage */

@@ -475,7 +475,7 @@ plan_v3 (int nseq, int L, int E, int N, int lanes, int chunks, int *lanes_out, i
 }
 
 extern "C" void
-vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
+vimk_scan_plan (int nseq, int L, int E, int N, int R, int lanes, int chunks,
     int *lanes_out, int *chunks_out)
 {
   /* With V4 (one lane per chain the cheapest per state-step) the best plans
@@ -494,9 +494,15 @@ vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
   const int64_t chains = (int64_t) nseq * 2 * E;
   const int gmax = std::min (8, N);
   int G = 1, P = 1;
+  /* lanes without chunks: up to 4, or 2 where dt_rank > 32 (Vim-B): those
+   * kernels hold 12-16 float4 columns of dt_proj weights and fit 3 blocks
+   * per SM, and 4 lanes of them were slower than 2 or 1 (H200, fp16, Vim-B
+   * 224 batch 4: 4 x 1 2.14 ms, 2 x 1 1.84, 1 x 1 2.04; with 2 lanes Vim-B
+   * 512 batch 4 8.93 -> 7.54, 1024 batch 8 in passes of 4 65.0 -> 41.3) */
+  const int gfill = std::min (R > 32 ? 2 : 4, gmax);
   if (chains * std::min (4, gmax) >= wave / 2 || L < 24) {
-    /* no chunks: the fewest lanes (<= 4) that fill half a wave */
-    while (G < 4 && G < gmax && chains * G < wave / 2)
+    /* no chunks: the fewest lanes (<= gfill) that fill half a wave */
+    while (G < gfill && chains * G < wave / 2)
       G *= 2;
   } else if (L >= 4096) {
     /* very long chains: chunks of >= 128 steps up to 3/4 wave; one lane
@@ -528,17 +534,18 @@ vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
       P /= 2;
     }
   } else {
-    /* 257-4095 steps: 2 lanes and chunks of >= 64 steps up to 3/4 wave,
+    /* 257-4095 steps: 2 lanes and chunks of >= 40 steps up to 3/4 wave,
      * then lanes up to 8 while under half a wave. The best plans measured
      * on an H200 (fp16) hold about 49k threads with 2 lanes; the older
      * plan (plan_v3) went to a whole wave with 4: Vim-Ti 512 batch 8 4 x 8
      * -> 2 x 4 3.91 -> 3.10 ms, Vim-S 512 batch 1 4 x 8 -> 2 x 16 1.52 ->
      * 1.42, Vim-B 512 batch 1 4 x 4 -> 2 x 8 4.06 -> 2.60, Vim-Ti stride 8
      * batch 8 4 x 2 -> 2 x 4 2.86 -> 2.40, Vim-S 768 batch 1 4 x 8 -> 2 x
-     * 16 2.71 -> 2.38; Vim-Ti 512 batch 1 keeps 4 x 16 (bench/RESULTS.md,
-     * fourteenth session) */
+     * 16 2.71 -> 2.38, Vim-Ti stride 8 batch 1 8 x 8 -> 4 x 16 (chunks of
+     * 46 steps) 1.01 -> 0.79; Vim-Ti 512 batch 1 keeps 4 x 16
+     * (bench/RESULTS.md, fourteenth session) */
     G = std::min (2, gmax);
-    while (P < 64 && (L / (P * 2)) >= 64 && chains * G * P * 2 <= wave * 3 / 4)
+    while (P < 64 && (L / (P * 2)) >= 40 && chains * G * P * 2 <= wave * 3 / 4)
       P *= 2;
     while (G < 8 && G < gmax && chains * G * P < wave / 2)
       G *= 2;
@@ -569,9 +576,9 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
    * caller sized for L */
   const int Ls = a->steps > 0 && a->steps < a->L ? a->steps : a->L;
   int G, P;
-  vimk_scan_plan (a->nseq, Ls, a->E, a->N, a->lanes, a->chunks, &G, &P);
+  vimk_scan_plan (a->nseq, Ls, a->E, a->N, a->R, a->lanes, a->chunks, &G, &P);
   if (Ls < a->L && P > 1 && vimk_scan_workspace_bytes (a->nseq, a->E, a->N, P) > workspace_bytes)
-    vimk_scan_plan (a->nseq, a->L, a->E, a->N, a->lanes, a->chunks, &G, &P);
+    vimk_scan_plan (a->nseq, a->L, a->E, a->N, a->R, a->lanes, a->chunks, &G, &P);
   if (G > a->N || P < 1 || P * 2 > 65535)
     return cudaErrorInvalidValue;
   int kp = a->poly_exps;

@@ -314,7 +314,7 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
     .gate_silu = scan_gate_silu, .steps = scan_steps,
   };
   int G = 0, P = 0;
-  vimk_scan_plan (nseq, L, E, N, lanes, chunks, &G, &P);
+  vimk_scan_plan (nseq, L, E, N, R, lanes, chunks, &G, &P);
   size_t wsb = vimk_scan_workspace_bytes (nseq, E, N, P);
   void *dws = wsb ? dev_poison (wsb) : NULL;
   cudaError_t e = vimk_scan (dt, &a, dws, wsb, 0);

@@ -147,8 +147,9 @@ typedef struct {
   int steps;
 } VimkScanArgs;
 
-/* The work split vimk_scan uses for these sizes (lanes/chunks 0 = choose). */
-void vimk_scan_plan (int nseq, int L, int E, int N, int lanes, int chunks,
+/* The work split vimk_scan uses for these sizes (R: dt_rank; lanes/chunks
+ * 0 = choose). */
+void vimk_scan_plan (int nseq, int L, int E, int N, int R, int lanes, int chunks,
     int *lanes_out, int *chunks_out);
 /* Scratch vimk_scan needs for that many chunks (0 for one chunk). */
 size_t vimk_scan_workspace_bytes (int nseq, int E, int N, int chunks);
