@@ -384,6 +384,18 @@ int scan_version ()
   return v;
 }
 
+/* VIM_CUDA_SCAN_DT_MMA=0: the one-lane 16-bit scan of dt_rank > 16 (Vim-S,
+ * Vim-B) computes dt_proj with FMAs instead of mma.sync (A/B timing) */
+bool scan_dt_mma_env ()
+{
+  static int v = -1;
+  if (v < 0) {
+    const char *e = getenv ("VIM_CUDA_SCAN_DT_MMA");
+    v = e != nullptr && e[0] == '0' && e[1] == '\0' ? 0 : 1;
+  }
+  return v != 0;
+}
+
 /* VIM_CUDA_SCAN_BLOCKS_PER_SM: at most this many scan blocks per SM (0 = no
  * cap, unset = vimk_scan's rule below) */
 int scan_blocks_cap_env ()
@@ -619,9 +631,16 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
      * 3% slower; bench/RESULTS.md) */
     if (a->poly_exps < 0 && G == 1 && a->N == 16 && a->r_pad <= 16 && dt != VIMK_F32)
       kp = 2;
-    main_fn = scan::v4_kernel (false, dt, gdt, a->N, G, a->r_pad / 4, kp);
-    sum_fn = P > 1 ? scan::v4_kernel (true, dt, gdt, a->N, G, a->r_pad / 4, kp) : nullptr;
-    smem = scan::v4_smem_bytes (dt, gdt, G, a->ldd);
+    /* one lane per chain, 16-bit, dt_rank > 16: dt_proj on the tensor
+     * cores (scan_v4.cu). On an H200, fp16: Vim-B 224 batch 64 14.95 ->
+     * 13.49 ms, Vim-S batch 256 21.76 -> 21.26, batch 64 5.78 -> 5.55; with
+     * Vim-Ti's rank of 12 the FMAs are fewer than the product's overhead
+     * (batch 256 9.73 -> 9.93, so it keeps them; bench/RESULTS.md,
+     * fourteenth session) */
+    const bool mma = G == 1 && a->N == 16 && dt != VIMK_F32 && a->R > 16 && scan_dt_mma_env ();
+    main_fn = scan::v4_kernel (false, dt, gdt, a->N, G, a->r_pad / 4, kp, mma);
+    sum_fn = P > 1 ? scan::v4_kernel (true, dt, gdt, a->N, G, a->r_pad / 4, kp, mma) : nullptr;
+    smem = scan::v4_smem_bytes (dt, gdt, G, a->ldd, mma);
   }
   if (main_fn == nullptr || (P > 1 && sum_fn == nullptr)) {
     ver = std::min (ver, 3);                  /* V4 has no kernel for this: V3 */

@@ -119,13 +119,15 @@ __device__ __forceinline__ void advance_states (float delta, float du, const flo
 }
 
 /* V4 (scan_v4.cu): the kernel for this configuration, or nullptr when V4
- * has none (the caller then uses V3) */
-ScanFn v4_kernel (bool summary, VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp);
+ * has none (the caller then uses V3); mma: dt_proj on the tensor cores
+ * (one lane, 16-bit activations only) */
+ScanFn v4_kernel (bool summary, VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp,
+    bool mma);
 /* whether V4 can run these arguments (channels a multiple of 32, rows
  * aligned for its 4-16 byte copies) */
 bool v4_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int G);
 /* its dynamic shared memory per block */
-size_t v4_smem_bytes (VimkDType dt, VimkDType gdt, int G, int ldd);
+size_t v4_smem_bytes (VimkDType dt, VimkDType gdt, int G, int ldd, bool mma);
 
 } // namespace scan
 } // namespace vimk

@@ -18,6 +18,16 @@
  * otherwise (v4_fits). N = 16 and lanes 1, 2, 4, 8 only. KP of a lane's
  * exponentials may use a short polynomial on the FMA pipes (16-bit
  * activations, one lane per chain).
+ *
+ * MMA (16-bit activations, one lane per chain): a warp's dt_proj for its 32
+ * channels and a tile's 8 steps is one small matrix product, [32 x R]
+ * weights times [R x 8] dt_low, run with mma.sync (fp16 inputs, fp32
+ * sums, the bias as the accumulator's start) instead of R FMAs per
+ * channel-step; softplus runs on the product's fragments, which then go
+ * through 1.5 KB of the warp's shared memory to the lanes that own the
+ * channels. Why: the one-lane scan is issue-bound, and the dt_proj FMAs
+ * and their row loads are 16 (Vim-Ti) to 61 (Vim-B) of its ~150-220
+ * instructions a step; the weights' registers shrink to a quarter too.
  */
 #include "scan_common.cuh"
 #include <cuda_pipeline.h>
@@ -115,16 +125,39 @@ __device__ __forceinline__ float ex2_poly16 (float d, float a)
   return __int_as_float (__float_as_int (p) + (__float_as_int (t) << 23));
 }
 
-template <typename T, typename TG, int G>
+/* the MMA variant's per-warp delta tile: [32 channels][kDtPitch] floats
+ * (a pitch of 12 makes the lanes' two 16-byte reads conflict-free) */
+constexpr int kDtPitch = 12;
+constexpr size_t kDtBytes = (size_t) 32 * kDtPitch * sizeof (float);
+
+template <typename T, typename TG, int G, bool MMA>
 __host__ __device__ constexpr size_t warp_bytes (int ldd)
 {
-  return (size_t) 2 * tile_steps (G) * ((size_t) ldd * 4 + row_bytes<T, G> () + row_bytes<TG, G> ());
+  return (size_t) 2 * tile_steps (G) * ((size_t) ldd * 4 + row_bytes<T, G> () + row_bytes<TG, G> ())
+      + (MMA ? kDtBytes : 0);
 }
 
-template <typename T, typename TG, int N, int G, int RV, int KP, bool SUMMARY>
+__device__ __forceinline__ uint32_t pack_half2 (float lo, float hi)
+{
+  __half2 h = __floats2half2_rn (lo, hi);
+  return *(uint32_t *) &h;
+}
+
+/* d += a b for one m16n8k16 tile: fp16 inputs, fp32 accumulators */
+__device__ __forceinline__ void mma_16816 (float *d, const uint32_t *a, uint32_t b0, uint32_t b1)
+{
+  asm volatile ("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+f" (d[0]), "+f" (d[1]), "+f" (d[2]), "+f" (d[3])
+      : "r" (a[0]), "r" (a[1]), "r" (a[2]), "r" (a[3]), "r" (b0), "r" (b1));
+}
+
+template <typename T, typename TG, int N, int G, int RV, int KP, bool SUMMARY, bool MMA>
 __global__ void __launch_bounds__ (kThreads, (v4_min_blocks<G, RV, KP> ()))
 scan_v4 (ScanParams sp)
 {
+  static_assert (!MMA || (G == 1 && sizeof (T) == 2), "MMA: one lane, 16-bit activations");
+  constexpr int KT = (RV * 4 + 15) / 16;      /* k-tiles of 16 dt_low columns */
   constexpr int NS = N / G;
   constexpr int TT = tile_steps (G);
   constexpr int PER = TT / G;                 /* steps per lane per tile */
@@ -182,21 +215,46 @@ scan_v4 (ScanParams sp)
   if (!kFoldAfterStage && !SUMMARY && k > 0)
     fold ();
   const int rv = a.r_pad / 4;                /* <= RV */
-  float4 wd[RV];
-  const float4 *wrow = (const float4 *) (a.Wdt + pc * a.r_pad);
+  float4 wd[MMA ? 1 : RV];
+  float bdt = 0.f;
+  /* MMA: A fragments of the warp's weights, m-tile mt = channels 16 mt ..
+   * 16 mt + 15, k-tile kt; bias of the rows gq, gq + 8 of each m-tile */
+  uint32_t wa[MMA ? 2 : 1][MMA ? KT : 1][4];
+  [[maybe_unused]] float wb[2][2];
+  [[maybe_unused]] const int gq = lane >> 2, tq = lane & 3;
+  if constexpr (MMA) {
 #pragma unroll
-  for (int i = 0; i < RV; i++)
-    wd[i] = i < rv ? wrow[i] : make_float4 (0.f, 0.f, 0.f, 0.f);
-  const float bdt = a.bdt[pc];
+    for (int mt = 0; mt < 2; mt++) {
+      const int64_t prow = (int64_t) dir * E + c_w0 + mt * 16 + gq;
+      wb[mt][0] = a.bdt[prow];
+      wb[mt][1] = a.bdt[prow + 8];
+#pragma unroll
+      for (int kt = 0; kt < KT; kt++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          const int64_t row = prow + (j & 1) * 8;
+          const int k = kt * 16 + tq * 2 + (j >> 1) * 8;
+          const float *w = a.Wdt + row * a.r_pad;
+          wa[mt][kt][j] = pack_half2 (k < a.R ? w[k] : 0.f, k + 1 < a.R ? w[k + 1] : 0.f);
+        }
+    }
+  } else {
+    const float4 *wrow = (const float4 *) (a.Wdt + pc * a.r_pad);
+#pragma unroll
+    for (int i = 0; i < RV; i++)
+      wd[i] = i < rv ? wrow[i] : make_float4 (0.f, 0.f, 0.f, 0.f);
+    bdt = a.bdt[pc];
+  }
   const float Dv = a.Dv[pc];
   float Ssum = 0.f;
 
   /* this warp's buffers: dt/B/C rows [2][TT][ldd] floats, u [2][TT][CW],
    * gate [2][TT][CW] */
-  char *wbase = (char *) smem4 + (size_t) warp * warp_bytes<T, TG, G> (ldd);
+  char *wbase = (char *) smem4 + (size_t) warp * warp_bytes<T, TG, G, MMA> (ldd);
   float *stage = (float *) wbase;
   T *su = (T *) (stage + 2 * TT * ldd);
   TG *sg = (TG *) (su + 2 * TT * CW);
+  float *sdt = (float *) (sg + 2 * TT * CW);  /* MMA: [32][kDtPitch] deltas */
 
   /* dt/B/C rows: lane copies float4 column lc of rows lr, lr + rpi, ...
    * (ldd <= 128, checked at launch) */
@@ -236,13 +294,55 @@ scan_v4 (ScanParams sp)
     T *tu = su + buf * TT * CW;
     const TG *tg = sg + buf * TT * CW;
 
+    /* MMA: the tile's deltas of this lane's channel, dl[step] */
+    float dl[MMA ? TT : 1];
+    if constexpr (MMA) {
+      float acc[2][4];
+#pragma unroll
+      for (int mt = 0; mt < 2; mt++) {
+        acc[mt][0] = acc[mt][1] = wb[mt][0];
+        acc[mt][2] = acc[mt][3] = wb[mt][1];
+      }
+#pragma unroll
+      for (int kt = 0; kt < KT; kt++) {
+        /* B fragment: dt_low of step gq, columns k0, k0 + 1, k0 + 8, k0 + 9
+         * (columns past R, B and C values or padding, meet zero weights
+         * but are zeroed so that no inf or nan can reach the sums) */
+        const int k0 = kt * 16 + tq * 2;
+        const float2 lo = *(const float2 *) (tile + gq * ldd + k0);
+        const float2 hi = *(const float2 *) (tile + gq * ldd + k0 + 8);
+        const uint32_t b0 = pack_half2 (k0 < a.R ? lo.x : 0.f, k0 + 1 < a.R ? lo.y : 0.f);
+        const uint32_t b1 = pack_half2 (k0 + 8 < a.R ? hi.x : 0.f, k0 + 9 < a.R ? hi.y : 0.f);
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+          mma_16816 (acc[mt], wa[mt][kt], b0, b1);
+      }
+      /* acc[mt][i]: channel 16 mt + gq + 8 (i >> 1), step 2 tq + (i & 1) */
+#pragma unroll
+      for (int mt = 0; mt < 2; mt++) {
+        float *d0 = sdt + (mt * 16 + gq) * kDtPitch + tq * 2;
+        *(float2 *) d0 = make_float2 (softplus_lg2 (acc[mt][0]), softplus_lg2 (acc[mt][1]));
+        *(float2 *) (d0 + 8 * kDtPitch) = make_float2 (softplus_lg2 (acc[mt][2]), softplus_lg2 (acc[mt][3]));
+      }
+      __syncwarp ();
+      const float4 v0 = *(const float4 *) (sdt + lane * kDtPitch);
+      const float4 v1 = *(const float4 *) (sdt + lane * kDtPitch + 4);
+      dl[0] = v0.x; dl[1] = v0.y; dl[2] = v0.z; dl[3] = v0.w;
+      dl[4] = v1.x; dl[5] = v1.y; dl[6] = v1.z; dl[7] = v1.w;
+    }
+
 #pragma unroll
     for (int m = 0; m < PER; m++) {
       const int r = m * G + g;                /* this lane's step in the tile */
       const bool valid = t0 + r < s1;
-      const float dtv = dt_proj<RV, false> ((const float4 *) (tile + r * ldd), wd, rv, bdt);
       /* steps past s1 (their rows repeat the last valid one) leave h as is */
-      float delta = sizeof (T) == 2 ? softplus_lg2 (dtv) : softplus_f (dtv);
+      float delta;
+      if constexpr (MMA) {
+        delta = dl[m];
+      } else {
+        const float dtv = dt_proj<RV, false> ((const float4 *) (tile + r * ldd), wd, rv, bdt);
+        delta = sizeof (T) == 2 ? softplus_lg2 (dtv) : softplus_f (dtv);
+      }
       delta = valid ? delta : 0.f;
       const float u = Cvt<T>::load (tu[r * CW + cw]);
       const float du = delta * u;
@@ -286,50 +386,55 @@ scan_v4 (ScanParams sp)
 }
 
 template <typename T, typename TG, int G, int RV, bool S>
-ScanFn pick_kp (int kp)
+ScanFn pick_kp (int kp, bool mma)
 {
   if constexpr (G == 1 && sizeof (T) == 2) {
+    if (mma)
+      return kp == 2 ? scan_v4<T, TG, 16, G, RV, 2, S, true>
+          : kp == 0 ? scan_v4<T, TG, 16, G, RV, 0, S, true> : nullptr;
     if (kp == 2)
-      return scan_v4<T, TG, 16, G, RV, 2, S>;
+      return scan_v4<T, TG, 16, G, RV, 2, S, false>;
   }
-  return kp == 0 ? scan_v4<T, TG, 16, G, RV, 0, S> : nullptr;
+  if (mma)
+    return nullptr;
+  return kp == 0 ? scan_v4<T, TG, 16, G, RV, 0, S, false> : nullptr;
 }
 
 template <typename T, typename TG, int G, bool S>
-ScanFn pick_rv (int rv, int kp)
+ScanFn pick_rv (int rv, int kp, bool mma)
 {
   switch (rv_columns (rv)) {
-    case 3: return pick_kp<T, TG, G, 3, S> (kp);
-    case 6: return pick_kp<T, TG, G, 6, S> (kp);
-    case 12: return pick_kp<T, TG, G, 12, S> (kp);
-    case 16: return pick_kp<T, TG, G, 16, S> (kp);
+    case 3: return pick_kp<T, TG, G, 3, S> (kp, mma);
+    case 6: return pick_kp<T, TG, G, 6, S> (kp, mma);
+    case 12: return pick_kp<T, TG, G, 12, S> (kp, mma);
+    case 16: return pick_kp<T, TG, G, 16, S> (kp, mma);
     default: return nullptr;
   }
 }
 
 template <typename T, typename TG, bool S>
-ScanFn pick_g (int G, int rv, int kp)
+ScanFn pick_g (int G, int rv, int kp, bool mma)
 {
   switch (G) {
-    case 1: return pick_rv<T, TG, 1, S> (rv, kp);
-    case 2: return pick_rv<T, TG, 2, S> (rv, kp);
-    case 4: return pick_rv<T, TG, 4, S> (rv, kp);
-    case 8: return pick_rv<T, TG, 8, S> (rv, kp);
+    case 1: return pick_rv<T, TG, 1, S> (rv, kp, mma);
+    case 2: return pick_rv<T, TG, 2, S> (rv, kp, mma);
+    case 4: return pick_rv<T, TG, 4, S> (rv, kp, mma);
+    case 8: return pick_rv<T, TG, 8, S> (rv, kp, mma);
     default: return nullptr;
   }
 }
 
 template <bool S>
-ScanFn pick_types (VimkDType dt, VimkDType gdt, int G, int rv, int kp)
+ScanFn pick_types (VimkDType dt, VimkDType gdt, int G, int rv, int kp, bool mma)
 {
   if (gdt == dt) {
     switch (dt) {
-      case VIMK_F32: return pick_g<float, float, S> (G, rv, kp);
-      case VIMK_F16: return pick_g<__half, __half, S> (G, rv, kp);
-      case VIMK_BF16: return pick_g<__nv_bfloat16, __nv_bfloat16, S> (G, rv, kp);
+      case VIMK_F32: return mma ? nullptr : pick_g<float, float, S> (G, rv, kp, false);
+      case VIMK_F16: return pick_g<__half, __half, S> (G, rv, kp, mma);
+      case VIMK_BF16: return pick_g<__nv_bfloat16, __nv_bfloat16, S> (G, rv, kp, mma);
     }
   } else if (dt == VIMK_BF16 && gdt == VIMK_F32) {
-    return pick_g<__nv_bfloat16, float, S> (G, rv, kp);
+    return pick_g<__nv_bfloat16, float, S> (G, rv, kp, mma);
   }
   return nullptr;
 }
@@ -339,11 +444,12 @@ size_t dtype_size (VimkDType t) { return t == VIMK_F32 ? 4 : 2; }
 } // namespace
 
 ScanFn
-v4_kernel (bool summary, VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp)
+v4_kernel (bool summary, VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp, bool mma)
 {
   if (N != 16)
     return nullptr;
-  return summary ? pick_types<true> (dt, gdt, G, rv, kp) : pick_types<false> (dt, gdt, G, rv, kp);
+  return summary ? pick_types<true> (dt, gdt, G, rv, kp, mma)
+      : pick_types<false> (dt, gdt, G, rv, kp, mma);
 }
 
 bool
@@ -365,11 +471,12 @@ v4_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int G)
 }
 
 size_t
-v4_smem_bytes (VimkDType dt, VimkDType gdt, int G, int ldd)
+v4_smem_bytes (VimkDType dt, VimkDType gdt, int G, int ldd, bool mma)
 {
   const size_t tt = tile_steps (G);
   const size_t cw = 32 / G;
-  return (size_t) (kThreads / 32) * 2 * tt * ((size_t) ldd * 4 + cw * dtype_size (dt) + cw * dtype_size (gdt));
+  return (size_t) (kThreads / 32) * (2 * tt * ((size_t) ldd * 4 + cw * dtype_size (dt)
+      + cw * dtype_size (gdt)) + (mma ? kDtBytes : 0));
 }
 
 } // namespace scan
