@@ -389,9 +389,14 @@ template <typename T, typename TG, int G, int RV, bool S>
 ScanFn pick_kp (int kp, bool mma)
 {
   if constexpr (G == 1 && sizeof (T) == 2) {
-    if (mma)
-      return kp == 2 ? scan_v4<T, TG, 16, G, RV, 2, S, true>
-          : kp == 0 ? scan_v4<T, TG, 16, G, RV, 0, S, true> : nullptr;
+    /* vimk_scan asks for the product only where dt_rank > 16, which rows of
+     * 3 float4 columns never hold: no such kernels */
+    if (mma) {
+      if constexpr (RV > 3)
+        return kp == 2 ? scan_v4<T, TG, 16, G, RV, 2, S, true>
+            : kp == 0 ? scan_v4<T, TG, 16, G, RV, 0, S, true> : nullptr;
+      return nullptr;
+    }
     if (kp == 2)
       return scan_v4<T, TG, 16, G, RV, 2, S, false>;
   }
