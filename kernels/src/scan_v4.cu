@@ -61,10 +61,19 @@ rv_columns (int rv)
  * one lane per chain with rows of 3 columns (Vim-Ti) fits 80 registers
  * without spills in the main pass (6 blocks), 94 with the polynomial (5;
  * capped at 80 it spilled 8 bytes and ran 1-7% slower at batch 64-256 on
- * an H200); 6 columns take 122-128 (4), 12 and 16 up to 168 (3). */
-template <int G, int RV, int KP>
+ * an H200); 6 columns take 122-128 (4), 12 and 16 up to 168 (3). With
+ * dt_proj on the tensor cores (MMA) the weights take a quarter of the
+ * registers, so rows of 12-16 columns (Vim-B) fit 4 blocks in 127 without
+ * spills (H200, fp16: Vim-B 224 batch 256 53.1 -> 52.1 ms, batch 64 13.56
+ * -> 13.39). Measured and not kept (same call, bench/RESULTS.md, fifteenth
+ * session): 5 blocks for Vim-S's MMA kernel (96 registers, 12-16 bytes
+ * spilled; batch 256 +2.3%, 64 +3.9%) and 4 for two lanes with rows of 12
+ * columns (125 registers; Vim-B 1024 batch 8 +4.7%). */
+template <int G, int RV, int KP, bool MMA>
 __host__ __device__ constexpr int v4_min_blocks ()
 {
+  if (MMA)
+    return 4;
   return RV > 8 ? 3 : G == 1 && RV <= 4 ? (KP == 0 ? 6 : 5) : 4;
 }
 
@@ -153,7 +162,7 @@ __device__ __forceinline__ void mma_16816 (float *d, const uint32_t *a, uint32_t
 }
 
 template <typename T, typename TG, int N, int G, int RV, int KP, bool SUMMARY, bool MMA>
-__global__ void __launch_bounds__ (kThreads, (v4_min_blocks<G, RV, KP> ()))
+__global__ void __launch_bounds__ (kThreads, (v4_min_blocks<G, RV, KP, MMA> ()))
 scan_v4 (ScanParams sp)
 {
   static_assert (!MMA || (G == 1 && sizeof (T) == 2), "MMA: one lane, 16-bit activations");

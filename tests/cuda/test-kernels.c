@@ -554,6 +554,12 @@ main (void)
       test_scan (dt, 1, 77, 96, 16, 48, 1, 0, 5, 1, dt);
       test_scan (dt, 1, 77, 96, 16, 48, 8, 0, -1, 3, dt);
       test_scan (dt, 2, 53, 64, 16, 12, 1, scan_version == 4 && dt != 0 ? 2 : 3, -1, 1, dt);
+      /* V4's dt_proj on the tensor cores (one lane, 16-bit, R > 16) with
+       * the polynomial exponentials, chunked and not */
+      if (scan_version == 4 && dt != 0) {
+        test_scan (dt, 2, 301, 64, 16, 24, 1, 2, -1, 4, dt);
+        test_scan (dt, 1, 77, 96, 16, 48, 1, 2, -1, 1, dt);
+      }
       if (dt == 2)
         test_scan (dt, 2, 53, 64, 16, 12, 1, 0, -1, 2, 0);
       test_scan (dt, 3, 40, 64, 16, 12, 0, -1, -1, 0, dt);
