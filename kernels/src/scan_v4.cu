@@ -139,11 +139,14 @@ __device__ __forceinline__ float ex2_poly16 (float d, float a)
 constexpr int kDtPitch = 12;
 constexpr size_t kDtBytes = (size_t) 32 * kDtPitch * sizeof (float);
 
-template <typename T, typename TG, int G, bool MMA>
-__host__ __device__ constexpr size_t warp_bytes (int ldd)
+/* One warp's shared buffers: dt/B/C rows [2][TT][ldd] floats, u and gate
+ * rows [2][TT][32 / G] of t_size and tg_size bytes, and with MMA the delta
+ * tile. The kernel carves them and v4_smem_bytes sizes the launch with it. */
+__host__ __device__ constexpr size_t warp_bytes (int G, int ldd, size_t t_size, size_t tg_size,
+    bool mma)
 {
-  return (size_t) 2 * tile_steps (G) * ((size_t) ldd * 4 + row_bytes<T, G> () + row_bytes<TG, G> ())
-      + (MMA ? kDtBytes : 0);
+  return (size_t) 2 * tile_steps (G) * ((size_t) ldd * 4 + (size_t) (32 / G) * (t_size + tg_size))
+      + (mma ? kDtBytes : 0);
 }
 
 __device__ __forceinline__ uint32_t pack_half2 (float lo, float hi)
@@ -259,7 +262,7 @@ scan_v4 (ScanParams sp)
 
   /* this warp's buffers: dt/B/C rows [2][TT][ldd] floats, u [2][TT][CW],
    * gate [2][TT][CW] */
-  char *wbase = (char *) smem4 + (size_t) warp * warp_bytes<T, TG, G, MMA> (ldd);
+  char *wbase = (char *) smem4 + (size_t) warp * warp_bytes (G, ldd, sizeof (T), sizeof (TG), MMA);
   float *stage = (float *) wbase;
   T *su = (T *) (stage + 2 * TT * ldd);
   TG *sg = (TG *) (su + 2 * TT * CW);
@@ -410,7 +413,7 @@ ScanFn pick_kp (int kp, bool mma)
       return scan_v4<T, TG, 16, G, RV, 2, S, false>;
   }
   if (mma)
-    return nullptr;
+    return nullptr;                           /* one lane, 16-bit only */
   return kp == 0 ? scan_v4<T, TG, 16, G, RV, 0, S, false> : nullptr;
 }
 
@@ -443,7 +446,7 @@ ScanFn pick_types (VimkDType dt, VimkDType gdt, int G, int rv, int kp, bool mma)
 {
   if (gdt == dt) {
     switch (dt) {
-      case VIMK_F32: return mma ? nullptr : pick_g<float, float, S> (G, rv, kp, false);
+      case VIMK_F32: return pick_g<float, float, S> (G, rv, kp, mma);
       case VIMK_F16: return pick_g<__half, __half, S> (G, rv, kp, mma);
       case VIMK_BF16: return pick_g<__nv_bfloat16, __nv_bfloat16, S> (G, rv, kp, mma);
     }
@@ -487,10 +490,7 @@ v4_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int G)
 size_t
 v4_smem_bytes (VimkDType dt, VimkDType gdt, int G, int ldd, bool mma)
 {
-  const size_t tt = tile_steps (G);
-  const size_t cw = 32 / G;
-  return (size_t) (kThreads / 32) * (2 * tt * ((size_t) ldd * 4 + cw * dtype_size (dt)
-      + cw * dtype_size (gdt)) + (mma ? kDtBytes : 0));
+  return (size_t) (kThreads / 32) * warp_bytes (G, ldd, dtype_size (dt), dtype_size (gdt), mma);
 }
 
 } // namespace scan
