@@ -523,6 +523,11 @@ main (void)
     test_embed (dt, 2, 12, 16, 4, 4, 1);
     test_embed (dt, 2, 12, 16, 4, 2, 1);
     test_embed (dt, 1, 12, 16, 4, 4, 0);
+    /* 16-byte pieces (P, stride and W whole pieces): Vim's 16 x 16
+     * patches at strides 16 and 8 */
+    test_embed (dt, 2, 48, 48, 16, 16, 1);
+    test_embed (dt, 2, 48, 64, 16, 8, 1);
+    test_embed (dt, 1, 32, 32, 16, 16, 0);
     test_final (dt, 3, 9, 48, 4, 10);
     test_final (dt, 2, 9, 48, -1, 7);
     /* scan: every lane split for N = 16 and 8, chunked runs, the polynomial
