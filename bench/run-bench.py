@@ -88,7 +88,8 @@ def run_vim(args, tmp, plan):
                 else:
                     log(f"[vim] {name} {res} b{r['batch']}: {r['median_ms']:.4f} ms "
                         f"(p99 {r['p99_ms']:.4f}), {r['img_s']:.0f} img/s, act {r['act_mib']:.1f} MiB, "
-                        f"pass {r['pass_images']}x{r['passes']}, lanes {r['scan_lanes']} chunks {r.get('scan_chunks')}")
+                        f"pass {r['pass_images']}x{r['passes']}, lanes {r['scan_lanes']} chunks {r.get('scan_chunks')}"
+                        f"{' (whole chains)' if r.get('scan_whole') else ''}")
             os.remove(model)
     return rows
 

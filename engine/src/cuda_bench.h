@@ -15,6 +15,7 @@ typedef struct {
   size_t act_bytes;           /* runner-owned device memory at the peak (workspace, input, logits, cuBLAS) */
   int pass_images, passes;    /* images per pass through the layers, passes per forward */
   int scan_lanes, scan_chunks; /* scan work split chosen for a full pass */
+  gboolean scan_whole;        /* the scan ran whole chains in one launch (V5), not that split */
   gboolean graphs;            /* replayed as a CUDA graph */
 } VimCudaBenchResult;
 

@@ -46,6 +46,10 @@
  * of 32, lanes 1-8) also stages u and the gate through shared memory and
  * writes outputs a tile at a time: 4-16% faster than V3 on an H200.
  * VIM_CUDA_SCAN_VERSION=1, 2 or 3 selects an older kernel.
+ *
+ * V5 (scan_whole.cu) runs whole chains in one launch, one state per lane,
+ * for small batches (scan_uses_whole below): 5-9% faster than V4 at Vim-Ti
+ * 224 batch 2-4 on an H200.
  */
 #include "scan_common.cuh"
 #include <cuda_pipeline.h>
@@ -366,20 +370,34 @@ ScanFn pick (VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp, int ver)
 }
 
 /* VIM_CUDA_SCAN_VERSION=1, 2 or 3: an earlier kernel, kept for A/B timing
- * (bench/scan-ab-device.sh); VIM_CUDA_SCAN_V1=1 is the older spelling of 1.
- * VimkScanArgs.version, when set, wins (the tests run every version). */
+ * (bench/scan-ab-device.sh); VIM_CUDA_SCAN_V1=1 is the older spelling of 1;
+ * 4: V4 only, 5: V5 wherever it fits. Unset: 0, vimk_scan's own choice (V5
+ * for few chains, else V4). VimkScanArgs.version, when set, wins (the tests
+ * run every version). */
 int scan_version ()
 {
-  static int v = 0;
-  if (v == 0) {
+  static int v = -1;
+  if (v < 0) {
     const char *e = getenv ("VIM_CUDA_SCAN_VERSION");
     const char *e1 = getenv ("VIM_CUDA_SCAN_V1");
-    if (e != nullptr && e[0] >= '1' && e[0] <= '4' && e[1] == '\0')
+    if (e != nullptr && e[0] >= '1' && e[0] <= '5' && e[1] == '\0')
       v = e[0] - '0';
     else if (e1 != nullptr && e1[0] != '\0' && e1[0] != '0')
       v = 1;
     else
-      v = 4;
+      v = 0;
+  }
+  return v;
+}
+
+/* VIM_CUDA_SCAN_WHOLE=0: vimk_scan's own choice never takes V5; =1: it takes
+ * V5 wherever V5 fits (A/B timing); unset: -1, the rule in scan_uses_whole */
+int scan_whole_env ()
+{
+  static int v = -2;
+  if (v == -2) {
+    const char *e = getenv ("VIM_CUDA_SCAN_WHOLE");
+    v = e != nullptr && (e[0] == '0' || e[0] == '1') && e[1] == '\0' ? e[0] - '0' : -1;
   }
   return v;
 }
@@ -574,6 +592,47 @@ vimk_scan_workspace_bytes (int nseq, int E, int N, int chunks)
   return (size_t) nseq * 2 * chunks * E * (N + 1) * sizeof (float) + 256;
 }
 
+/* Whether vimk_scan runs V5 (scan_whole.cu) for these arguments, chains of
+ * Ls steps: where asked for (version 5, VIM_CUDA_SCAN_WHOLE=1) and, where
+ * nothing else is asked for, with one to three of its blocks of 8 chains
+ * per SM and dt_rank <= 32 (two to three above dt_rank 16). Measured on an
+ * H200 against V4's plans (bench/RESULTS.md, eighteenth session, fp16):
+ * faster with 1.5-3 blocks per SM (Vim-Ti 224 batch 2 -5.4%, batch 4
+ * -9.3%, Vim-S batch 2 -4.6%), slower below one block per SM (Vim-Ti batch
+ * 1 +1.8%: one warp per scheduler leaves each step's latency bare), with
+ * Vim-S's longer dt_proj rows at 1.5 (batch 1 +0.6%), above three (Vim-Ti
+ * batch 8 +5.1%, Vim-S batch 4 +5.4%, where V4's one lane per chain does
+ * less work a state-step) and for Vim-B (rows of 48 columns, batch 1
+ * +10%). */
+static bool
+scan_uses_whole (VimkDType dt, const VimkScanArgs *a, int Ls)
+{
+  const VimkDType gdt = (VimkDType) (a->gate_dtype < 0 ? dt : a->gate_dtype);
+  const int ver = a->version >= 1 && a->version <= 5 ? a->version : scan_version ();
+  const int env = scan_whole_env ();
+  if (ver != 5) {
+    if (ver != 0 || a->lanes > 0 || a->chunks > 0 || env == 0)
+      return false;
+    const int64_t blocks = (int64_t) a->nseq * 2 * a->E / 8, sms = sm_count ();
+    if (env < 0 && (a->R > 32 || blocks < (a->R > 16 ? 2 : 1) * sms || blocks > 3 * sms))
+      return false;
+  }
+  return scan::whole_fits (a, dt, gdt, Ls);
+}
+
+static int
+scan_steps (const VimkScanArgs *a)
+{
+  return a->steps > 0 && a->steps < a->L ? a->steps : a->L;
+}
+
+extern "C" int
+vimk_scan_whole (VimkDType dt, const VimkScanArgs *a)
+{
+  return a->nseq > 0 && a->L > 0 && vimk_scan_supported (a->N, a->R)
+      && scan_uses_whole (dt, a, scan_steps (a));
+}
+
 extern "C" cudaError_t
 vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspace_bytes,
     cudaStream_t stream)
@@ -586,7 +645,10 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
   /* steps: the chains end after Ls tokens (the classifier's last layer);
    * planned as chains of Ls unless that plan wants more workspace than the
    * caller sized for L */
-  const int Ls = a->steps > 0 && a->steps < a->L ? a->steps : a->L;
+  const int Ls = scan_steps (a);
+  if (scan_uses_whole (dt, a, Ls))
+    return scan::whole_launch (a, dt, (VimkDType) (a->gate_dtype < 0 ? dt : a->gate_dtype), Ls,
+        stream);
   int G, P;
   vimk_scan_plan (a->nseq, Ls, a->E, a->N, a->R, a->lanes, a->chunks, &G, &P);
   if (Ls < a->L && P > 1 && vimk_scan_workspace_bytes (a->nseq, a->E, a->N, P) > workspace_bytes)
@@ -616,6 +678,8 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
   }
   /* V2-V4 take 32-bit offsets within a sequence */
   int ver = a->version >= 1 && a->version <= 4 ? a->version : scan_version ();
+  if (ver == 0 || ver == 5)
+    ver = 4;                                  /* V5 did not fit: the default */
   if ((int64_t) a->L * std::max (std::max (a->ld_xy, a->ld_gate), (int64_t) a->ldd)
       >= ((int64_t) 1 << 31))
     ver = 1;

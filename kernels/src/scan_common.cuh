@@ -129,6 +129,13 @@ bool v4_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int G);
 /* its dynamic shared memory per block */
 size_t v4_smem_bytes (VimkDType dt, VimkDType gdt, int G, int ldd, bool mma);
 
+/* V5 (scan_whole.cu): whether it can run these arguments with chains of Ls
+ * steps (N = 16, channels a multiple of 8, 16-byte aligned rows, a chain's
+ * rows within the block's shared memory), and its launch */
+bool whole_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls);
+cudaError_t whole_launch (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls,
+    cudaStream_t stream);
+
 } // namespace scan
 } // namespace vimk
 

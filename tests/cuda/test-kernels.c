@@ -313,6 +313,9 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
     .Dv = dDv, .lanes = lanes, .chunks = chunks, .poly_exps = poly, .version = scan_version,
     .gate_silu = scan_gate_silu, .steps = scan_steps,
   };
+  if (scan_version == 5)
+    CHECK (vimk_scan_whole (dt, &a), "scan v5 %s nseq=%d L=%d E=%d R=%d: V5 does not run it",
+        tu_dt_names[dt], nseq, L, E, R);
   int G = 0, P = 0;
   vimk_scan_plan (nseq, L, E, N, R, lanes, chunks, &G, &P);
   size_t wsb = vimk_scan_workspace_bytes (nseq, E, N, P);
@@ -588,6 +591,26 @@ main (void)
         test_scan (dt, 2, 53, 64, 16, 12, 1, 0, -1, 2, 0);
       scan_gate_silu = 0;
     }
+    /* V5, whole chains in one launch: channels a multiple of 8 (not of
+     * 32), lengths not a multiple of 16 or of its 4 parts, dt_proj rows
+     * of 5-60 (kernels of 3, 6, 12 and 16 columns), softplus past its
+     * threshold, SiLU(z), chains that stop at a middle token, bf16 with
+     * an fp32 gate, and lanes/chunks given (ignored) */
+    scan_version = 5;
+    test_scan (dt, 2, 53, 40, 16, 12, 0, -1, -1, 0, dt);
+    test_scan (dt, 1, 197, 64, 16, 12, 0, -1, 3, 0, dt);
+    test_scan (dt, 3, 7, 24, 16, 5, 0, -1, -1, 0, dt);
+    test_scan (dt, 1, 77, 96, 16, 24, 4, 0, -1, 16, dt);
+    test_scan (dt, 2, 40, 16, 16, 48, 0, -1, 5, 0, dt);
+    test_scan (dt, 1, 301, 32, 16, 60, 0, -1, -1, 0, dt);
+    scan_gate_silu = 1;
+    test_scan (dt, 2, 197, 64, 16, 12, 0, -1, -1, 0, dt);
+    scan_steps = 99;
+    test_scan (dt, 2, 197, 64, 16, 12, 0, -1, -1, 0, dt);
+    scan_steps = 0;
+    if (dt == 2)
+      test_scan (dt, 2, 53, 64, 16, 12, 0, -1, -1, 0, 0);
+    scan_gate_silu = 0;
     scan_version = 2;
     scan_gate_silu = 1;
     test_scan (dt, 2, 53, 44, 16, 12, 2, 0, -1, 2, dt);

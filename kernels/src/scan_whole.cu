@@ -1,0 +1,355 @@
+/* Selective scan V5, "whole chain": one launch for small batches, where
+ * the scan's time is latency, not throughput.
+ *
+ * Why. V4 at small batches splits each chain into chunks (Vim-Ti 224
+ * batch 2-4: 4 lanes x 8 chunks, 2 x 4) and runs two launches, a summary
+ * pass and a main pass that recomputes every chunk; without chunks its
+ * few warps leave each step's dependent loads, shuffles and exponentials
+ * exposed. Here one launch runs each chain from its first step to its
+ * last, one state per lane, with nothing on a step's critical path but
+ * the state FMA:
+ *
+ * - A block is 8 chains (8 consecutive channels of one sequence and
+ *   direction, which share every token's dt_low, B and C row) x 16 lanes.
+ *   It copies all its rows (dt_low/B/C, u, gate) into shared memory at
+ *   once with cp.async, in 4 parts that it computes as they land.
+ * - Each (step, channel) computes dt_proj, softplus and delta * u (all
+ *   independent) a part ahead. Each lane advances its state 16 steps at a
+ *   time; the next tile's exponentials and products are loaded between
+ *   the state FMAs, and a transposing butterfly over the chain's 16 lanes
+ *   leaves lane j with the previous tile's step j summed over the states,
+ *   which it finishes (D skip, gate) in place of u; each part's outputs
+ *   leave in 16-byte rows.
+ *
+ * On an H200 (fp16) it beats V4 where its blocks number 1-3 per SM
+ * (Vim-Ti 224 batch 2-4, Vim-S batch 2); vimk_scan chooses it there
+ * (scan.cu, scan_uses_whole). With one block per SM or less, one warp per
+ * scheduler cannot hide its own latencies (ncu: 2.8 cycles per issued
+ * instruction at Vim-Ti batch 1); the first version, fully unrolled, had
+ * 115 KB of code and stalled on instruction fetch.
+ *
+ * Needs N = 16, channels a multiple of 8, 16-byte aligned rows, and every
+ * step's rows in shared memory (Vim-Ti 224: 60 KB a block; chains of up
+ * to 700-800 steps); vimk_scan uses V4 otherwise. Same arithmetic as V4
+ * without the polynomial: the exponentials on the special-function unit,
+ * softplus_lg2 for 16-bit activations, softplus_f for fp32.
+ */
+#include "scan_common.cuh"
+#include <cuda_pipeline.h>
+
+namespace vimk {
+namespace scan {
+namespace {
+
+constexpr int kChains = 8;                  /* chains (channels) per block */
+constexpr int kLanes = 16;                  /* = N: one state per lane */
+constexpr int kParts = 4;                   /* staged and computed in parts */
+static_assert (kChains * kLanes == kThreads, "a block is 8 chains x 16 lanes");
+static_assert (kParts == 4, "the waits below count 4 parts");
+
+/* dt_proj float4 columns the kernels are built for (as V4: exact for
+ * Vim-Ti, -S and -B, others run the next size with zero weights) */
+constexpr int kRv[] = { 3, 6, 12, 16 };
+
+int
+rv_columns (int rv)
+{
+  for (int v : kRv)
+    if (rv <= v)
+      return v;
+  return 0;
+}
+
+/* Shared memory of a block: rows [Lr][ldd] floats (scan order), u/y
+ * [Lr][8] T, gate [Lr][8] TG, (delta, delta u) [Lr][8] float2; Lr = the
+ * steps rounded up to 16, every size a multiple of 16 bytes. */
+struct Layout {
+  int Lr, part;                             /* steps staged, steps per part */
+  size_t su, sg, dd, total;                 /* byte offsets, size */
+};
+
+__host__ __device__ inline Layout
+layout (int Ls, int ldd, int t_size, int g_size)
+{
+  Layout w;
+  w.Lr = (int) cdiv (Ls, 16) * 16;
+  w.part = (int) cdiv (cdiv (Ls, kParts), 16) * 16;
+  w.su = (size_t) w.Lr * ldd * 4;
+  w.sg = w.su + (size_t) w.Lr * kChains * t_size;
+  w.dd = w.sg + (size_t) w.Lr * kChains * g_size;
+  w.total = w.dd + (size_t) w.Lr * kChains * sizeof (float2);
+  return w;
+}
+
+template <typename T, typename TG, int RV>
+__global__ void __launch_bounds__ (kThreads)
+scan_whole (VimkScanArgs a, int Ls)
+{
+  constexpr int N = kLanes;
+  extern __shared__ float4 smem4[];
+  const int tid = threadIdx.x;
+  const int c0 = blockIdx.x * kChains;
+  const int dir = blockIdx.y;
+  const int seq = blockIdx.z;
+  const int L = a.L, E = a.E, ldd = a.ldd;
+  const Layout w = layout (Ls, ldd, (int) sizeof (T), (int) sizeof (TG));
+  float *rows = (float *) smem4;
+  T *su = (T *) ((char *) smem4 + w.su);
+  TG *sg = (TG *) ((char *) smem4 + w.sg);
+  float2 *dd = (float2 *) ((char *) smem4 + w.dd);
+
+  /* token of scan step s: row0 + s * sgn (mirrored backward, no flips) */
+  const int64_t nrows = (int64_t) a.nseq * L;
+  const int64_t row0 = (int64_t) seq * L + (dir ? L - 1 : 0);
+  const int64_t sgn = dir ? -1 : 1;
+  const float *dbl0 = a.dbl + (int64_t) dir * nrows * ldd + row0 * ldd;
+  T *xy0 = (T *) a.xy + row0 * a.ld_xy + (int64_t) dir * E + c0;
+  const TG *g0 = (const TG *) a.gate + row0 * a.ld_gate + c0;
+
+  /* copy every part's rows now, one commit group per part; steps past Ls
+   * repeat the last one, so that no garbage reaches a product */
+  constexpr int UP = kChains * (int) sizeof (T) / 16;      /* 16-byte pieces of a u row */
+  constexpr int GP = kChains * (int) sizeof (TG) / 16;
+  const int q4 = ldd / 4;
+#pragma unroll 1
+  for (int p = 0; p < kParts; p++) {
+    const int s0 = min (p * w.part, w.Lr), s1 = min (s0 + w.part, w.Lr);
+    for (int q = tid; q < (s1 - s0) * q4; q += kThreads) {
+      const int s = s0 + q / q4, j = q - (s - s0) * q4;
+      const int64_t src = (int64_t) min (s, Ls - 1) * sgn;
+      __pipeline_memcpy_async (rows + (size_t) s * ldd + j * 4, dbl0 + src * ldd + j * 4, 16);
+    }
+    for (int q = tid; q < (s1 - s0) * (UP + GP); q += kThreads) {
+      const int s = s0 + q / (UP + GP), j = q - (s - s0) * (UP + GP);
+      const int64_t src = (int64_t) min (s, Ls - 1) * sgn;
+      if (j < UP)
+        __pipeline_memcpy_async (su + s * kChains + j * (16 / sizeof (T)),
+            xy0 + src * a.ld_xy + j * (16 / sizeof (T)), 16);
+      else
+        __pipeline_memcpy_async (sg + s * kChains + (j - UP) * (16 / sizeof (TG)),
+            g0 + src * a.ld_gate + (j - UP) * (16 / sizeof (TG)), 16);
+    }
+    __pipeline_commit ();
+  }
+
+  /* dt_proj weights of the channel this thread serves in the (step,
+   * channel) phases: kThreads is a multiple of 8, so always the same one */
+  const int cq = tid % kChains;
+  const int64_t pq = (int64_t) dir * E + c0 + cq;
+  const int rv = a.r_pad / 4;
+  float4 wd[RV];
+  {
+    const float4 *wrow = (const float4 *) (a.Wdt + pq * a.r_pad);
+#pragma unroll
+    for (int i = 0; i < RV; i++)
+      wd[i] = i < rv ? wrow[i] : make_float4 (0.f, 0.f, 0.f, 0.f);
+  }
+  const float bdt = a.bdt[pq];
+
+  /* this lane's chain and state in the scan phase */
+  const int cl = tid / kLanes, n = tid % kLanes;
+  const int64_t pl = (int64_t) dir * E + c0 + cl;
+  const float A2 = a.A2[pl * N + n];
+  const float Dv = a.Dv[pl];
+  const bool gate_silu = a.gate_silu != 0;
+  float h = 0.f;
+
+  auto part_begin = [&] (int p) { return min (p * w.part, w.Lr); };
+  auto part_end = [&] (int p) { return min ((p + 1) * w.part, w.Lr); };
+  /* part p's copies landed (wait_group takes a constant) */
+  auto wait_part = [&] (int p) {
+    switch (p) {
+      case 0: __pipeline_wait_prior (kParts - 1); break;
+      case 1: __pipeline_wait_prior (kParts - 2); break;
+      case 2: __pipeline_wait_prior (kParts - 3); break;
+      default: __pipeline_wait_prior (0); break;
+    }
+  };
+  /* delta and delta u of (step s, channel cq); past Ls zero, which leaves
+   * the state as it is */
+  auto delta_of = [&] (int s) {
+    float delta = 0.f, u = 0.f;
+    if (s < Ls) {
+      const float v = dt_proj<RV, false> ((const float4 *) (rows + (size_t) s * ldd), wd, rv, bdt);
+      delta = sizeof (T) == 2 ? softplus_lg2 (v) : softplus_f (v);
+      u = Cvt<T>::load (su[s * kChains + cq]);
+    }
+    dd[s * kChains + cq] = make_float2 (delta, delta * u);
+  };
+  /* the part's outputs, 16-byte pieces of the block's 8 channels */
+  auto copy_out = [&] (int p) {
+    const int s0 = part_begin (p), e1 = min (part_end (p), Ls);
+    for (int q = tid; q < (e1 - s0) * UP; q += kThreads) {
+      const int s = s0 + q / UP, j = q - (s - s0) * UP;
+      *(int4 *) (xy0 + (int64_t) s * sgn * a.ld_xy + j * (16 / sizeof (T)))
+          = *(const int4 *) (su + s * kChains + j * (16 / sizeof (T)));
+    }
+  };
+
+  wait_part (0);
+  __syncthreads ();
+#pragma unroll 1
+  for (int s = tid / kChains; s < part_end (0); s += kThreads / kChains)
+    delta_of (s);
+  /* Part p: the state over its steps, 16 at a time, with the next part's
+   * deltas computed in between (the two are independent, so each hides
+   * the other's latency); one barrier a part. Nothing here is unrolled
+   * but a tile's 16 steps: with one warp per scheduler, instruction-cache
+   * misses of a longer body stalled every warp (ncu, H200: 115 KB of code,
+   * "no instruction" 46% of the samples) */
+#pragma unroll 1
+  for (int p = 0; p < kParts; p++) {
+    const int s0 = part_begin (p), s1 = part_end (p);
+    const int n0 = part_begin (p + 1), n1 = p + 1 < kParts ? part_end (p + 1) : n0;
+    if (p + 1 < kParts)
+      wait_part (p + 1);
+    __syncthreads ();                       /* dd of p, rows of p + 1, y of p - 1 */
+    if (p > 0)
+      copy_out (p - 1);
+
+    /* A tile's exponentials and products do not depend on the state: the
+     * next tile's are loaded between the 16 serial state FMAs, and the
+     * butterfly and outputs of one tile run beside the next tile's FMAs
+     * (same basic block, so the scheduler interleaves them): with one warp
+     * per scheduler at batch 1 nothing else hides their latencies. */
+    float e[16], bu[16], cc[16], q[16], qp[16];
+    auto operand = [&] (int t, int j) {
+      const float2 d = dd[t * kChains + cl];
+      const float *r = rows + (size_t) t * ldd + a.b_off;
+      e[j] = ex2_mufu (d.x * A2);
+      bu[j] = d.y * r[n];
+      cc[j] = r[N + n];
+    };
+    /* the state over tile t0 into q, loading tile tn (within the part:
+     * the last tile loads itself again, which costs nothing and reads
+     * nothing another warp writes) */
+    auto chain = [&] (int tn) {
+#pragma unroll
+      for (int j = 0; j < 16; j++) {
+        h = fmaf (e[j], h, bu[j]);
+        q[j] = cc[j] * h;
+        operand (tn + j, j);
+      }
+    };
+    /* tile tp's sums (q -> lane j has step tp + j's) and outputs */
+    auto finish = [&] (int tp) {
+      butterfly<kLanes, kLanes / 2> (qp, n);
+      const int s = tp + n;
+      const float u = Cvt<T>::load (su[s * kChains + cl]);
+      const float g = Cvt<TG>::load (sg[s * kChains + cl]);
+      const float gv = gate_silu ? silu_act<T> (g) : g;
+      const T y = Cvt<T>::store ((qp[0] + Dv * u) * gv);
+      if (s < Ls)
+        su[s * kChains + cl] = y;
+    };
+    int sn = n0 + tid / kChains;            /* this thread's next delta of part p + 1 */
+    if (s0 < s1) {
+#pragma unroll
+      for (int j = 0; j < 16; j++)
+        operand (s0 + j, j);
+      chain (min (s0 + 16, s1 - 16));
+#pragma unroll
+      for (int j = 0; j < 16; j++)
+        qp[j] = q[j];
+#pragma unroll 1
+      for (int t0 = s0 + 16; t0 < s1; t0 += 16) {
+        chain (min (t0 + 16, s1 - 16));
+        finish (t0 - 16);
+#pragma unroll
+        for (int j = 0; j < 16; j++)
+          qp[j] = q[j];
+        if (sn < n1) {
+          delta_of (sn);
+          sn += kThreads / kChains;
+        }
+      }
+      finish (s1 - 16);
+    }
+#pragma unroll 1
+    for (; sn < n1; sn += kThreads / kChains)
+      delta_of (sn);
+  }
+  __syncthreads ();
+  copy_out (kParts - 1);
+}
+
+typedef void (*WholeFn) (VimkScanArgs, int);
+
+template <typename T, typename TG>
+WholeFn pick_rv (int rv)
+{
+  switch (rv_columns (rv)) {
+    case 3: return scan_whole<T, TG, 3>;
+    case 6: return scan_whole<T, TG, 6>;
+    case 12: return scan_whole<T, TG, 12>;
+    case 16: return scan_whole<T, TG, 16>;
+    default: return nullptr;
+  }
+}
+
+WholeFn pick (VimkDType dt, VimkDType gdt, int rv)
+{
+  if (gdt == dt) {
+    switch (dt) {
+      case VIMK_F32: return pick_rv<float, float> (rv);
+      case VIMK_F16: return pick_rv<__half, __half> (rv);
+      case VIMK_BF16: return pick_rv<__nv_bfloat16, __nv_bfloat16> (rv);
+    }
+  } else if (dt == VIMK_BF16 && gdt == VIMK_F32) {
+    return pick_rv<__nv_bfloat16, float> (rv);
+  }
+  return nullptr;
+}
+
+size_t type_size (VimkDType t) { return t == VIMK_F32 ? 4 : 2; }
+
+int smem_optin ()
+{
+  int dev = 0, v = 0;
+  if (cudaGetDevice (&dev) != cudaSuccess
+      || cudaDeviceGetAttribute (&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+    (void) cudaGetLastError ();
+    return 48 * 1024;
+  }
+  return v;
+}
+
+} // namespace
+
+bool
+whole_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls)
+{
+  if (a->N != kLanes || a->E % kChains != 0 || pick (dt, gdt, a->r_pad / 4) == nullptr)
+    return false;
+  /* dt_proj<RV, false> reads RV whole columns of each staged row */
+  if (4 * rv_columns (a->r_pad / 4) > a->ldd || a->b_off + 2 * a->N > a->ldd)
+    return false;
+  /* 16-byte copies: rows, and 8 channels of u and gate at any block's
+   * first channel (a multiple of 8), either direction (E) and any token */
+  const size_t ts = type_size (dt), gs = type_size (gdt);
+  if ((uintptr_t) a->dbl % 16 != 0 || (uintptr_t) a->xy % 16 != 0 || (uintptr_t) a->gate % 16 != 0
+      || (a->E * ts) % 16 != 0 || (a->ld_xy * ts) % 16 != 0 || (a->ld_gate * gs) % 16 != 0)
+    return false;
+  return layout (Ls, a->ldd, (int) ts, (int) gs).total <= (size_t) smem_optin ();
+}
+
+cudaError_t
+whole_launch (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls, cudaStream_t stream)
+{
+  WholeFn fn = pick (dt, gdt, a->r_pad / 4);
+  if (fn == nullptr)
+    return cudaErrorInvalidValue;
+  const size_t smem = layout (Ls, a->ldd, (int) type_size (dt), (int) type_size (gdt)).total;
+  if (smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute ((const void *) fn,
+        cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
+    if (e != cudaSuccess)
+      return e;
+  }
+  dim3 grid ((unsigned) (a->E / kChains), 2u, (unsigned) a->nseq);
+  fn<<<grid, kThreads, smem, stream>>> (*a, Ls);
+  return cudaGetLastError ();
+}
+
+} // namespace scan
+} // namespace vimk
