@@ -595,15 +595,14 @@ vimk_scan_workspace_bytes (int nseq, int E, int N, int chunks)
 /* Whether vimk_scan runs V5 (scan_whole.cu) for these arguments, chains of
  * Ls steps: where asked for (version 5, VIM_CUDA_SCAN_WHOLE=1) and, where
  * nothing else is asked for, with one to three of its blocks of 8 chains
- * per SM and dt_rank <= 32 (two to three above dt_rank 16). Measured on an
- * H200 against V4's plans (bench/RESULTS.md, eighteenth session, fp16):
- * faster with 1.5-3 blocks per SM (Vim-Ti 224 batch 2 -5.4%, batch 4
- * -9.3%, Vim-S batch 2 -4.6%), slower below one block per SM (Vim-Ti batch
- * 1 +1.8%: one warp per scheduler leaves each step's latency bare), with
- * Vim-S's longer dt_proj rows at 1.5 (batch 1 +0.6%), above three (Vim-Ti
- * batch 8 +5.1%, Vim-S batch 4 +5.4%, where V4's one lane per chain does
- * less work a state-step) and for Vim-B (rows of 48 columns, batch 1
- * +10%). */
+ * per SM and dt_rank <= 32. Measured on an H200 against V4's plans
+ * (bench/RESULTS.md, eighteenth session, fp16): faster with 1.5-3 blocks
+ * per SM (Vim-Ti 224 batch 2 -7%, batch 4 -11%, Vim-S batch 1 -1%, batch 2
+ * -6%), the same below one block per SM (Vim-Ti batch 1: one warp per
+ * scheduler leaves each step's latency bare), slower above three (Vim-Ti
+ * batch 8 +3.5%, Vim-S batch 4 +5%, where V4's one lane per chain does
+ * less work a state-step) and for Vim-B (rows of 48 dt_proj columns,
+ * batch 1 +10%). */
 static bool
 scan_uses_whole (VimkDType dt, const VimkScanArgs *a, int Ls)
 {
@@ -614,7 +613,7 @@ scan_uses_whole (VimkDType dt, const VimkScanArgs *a, int Ls)
     if (ver != 0 || a->lanes > 0 || a->chunks > 0 || env == 0)
       return false;
     const int64_t blocks = (int64_t) a->nseq * 2 * a->E / 8, sms = sm_count ();
-    if (env < 0 && (a->R > 32 || blocks < (a->R > 16 ? 2 : 1) * sms || blocks > 3 * sms))
+    if (env < 0 && (a->R > 32 || blocks < sms || blocks > 3 * sms))
       return false;
   }
   return scan::whole_fits (a, dt, gdt, Ls);

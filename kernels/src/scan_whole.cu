@@ -22,11 +22,13 @@
  *   leave in 16-byte rows.
  *
  * On an H200 (fp16) it beats V4 where its blocks number 1-3 per SM
- * (Vim-Ti 224 batch 2-4, Vim-S batch 2); vimk_scan chooses it there
- * (scan.cu, scan_uses_whole). With one block per SM or less, one warp per
- * scheduler cannot hide its own latencies (ncu: 2.8 cycles per issued
- * instruction at Vim-Ti batch 1); the first version, fully unrolled, had
- * 115 KB of code and stalled on instruction fetch.
+ * (Vim-Ti 224 batch 2-4, Vim-S batch 1-2); vimk_scan chooses it there
+ * (scan.cu, scan_uses_whole). With fewer blocks than SMs (Vim-Ti batch 1)
+ * one warp per scheduler cannot hide its own latencies (ncu: 2.8 cycles
+ * per issued instruction) and it only ties V4. Its fixed part counts at
+ * small batches: staging without a division per copy took 2% off Vim-Ti
+ * batch 2; the first version, fully unrolled, had 115 KB of code and
+ * stalled on instruction fetch.
  *
  * Needs N = 16, channels a multiple of 8, 16-byte aligned rows, and every
  * step's rows in shared memory (Vim-Ti 224: 60 KB a block; chains of up
@@ -106,6 +108,9 @@ scan_whole (VimkScanArgs a, int Ls)
   T *xy0 = (T *) a.xy + row0 * a.ld_xy + (int64_t) dir * E + c0;
   const TG *g0 = (const TG *) a.gate + row0 * a.ld_gate + c0;
 
+  auto part_begin = [&] (int p) { return min (p * w.part, w.Lr); };
+  auto part_end = [&] (int p) { return min ((p + 1) * w.part, w.Lr); };
+
   /* copy every part's rows now, one commit group per part; steps past Ls
    * repeat the last one, so that no garbage reaches a product */
   constexpr int UP = kChains * (int) sizeof (T) / 16;      /* 16-byte pieces of a u row */
@@ -113,11 +118,18 @@ scan_whole (VimkScanArgs a, int Ls)
   const int q4 = ldd / 4;
 #pragma unroll 1
   for (int p = 0; p < kParts; p++) {
-    const int s0 = min (p * w.part, w.Lr), s1 = min (s0 + w.part, w.Lr);
-    for (int q = tid; q < (s1 - s0) * q4; q += kThreads) {
-      const int s = s0 + q / q4, j = q - (s - s0) * q4;
+    const int s0 = part_begin (p), s1 = part_end (p);
+    /* piece j of step s, stepped by kThreads pieces without a division
+     * each (at batch 1 these instructions delay the first part) */
+    for (int s = s0 + tid / q4, j = tid % q4; s < s1;) {
       const int64_t src = (int64_t) min (s, Ls - 1) * sgn;
       __pipeline_memcpy_async (rows + (size_t) s * ldd + j * 4, dbl0 + src * ldd + j * 4, 16);
+      j += kThreads % q4;
+      s += kThreads / q4;
+      if (j >= q4) {
+        j -= q4;
+        s++;
+      }
     }
     for (int q = tid; q < (s1 - s0) * (UP + GP); q += kThreads) {
       const int s = s0 + q / (UP + GP), j = q - (s - s0) * (UP + GP);
@@ -154,8 +166,6 @@ scan_whole (VimkScanArgs a, int Ls)
   const bool gate_silu = a.gate_silu != 0;
   float h = 0.f;
 
-  auto part_begin = [&] (int p) { return min (p * w.part, w.Lr); };
-  auto part_end = [&] (int p) { return min ((p + 1) * w.part, w.Lr); };
   /* part p's copies landed (wait_group takes a constant) */
   auto wait_part = [&] (int p) {
     switch (p) {
@@ -188,7 +198,7 @@ scan_whole (VimkScanArgs a, int Ls)
 
   wait_part (0);
   __syncthreads ();
-#pragma unroll 1
+#pragma unroll 4
   for (int s = tid / kChains; s < part_end (0); s += kThreads / kChains)
     delta_of (s);
   /* Part p: the state over its steps, 16 at a time, with the next part's
