@@ -67,6 +67,7 @@ using scan::ScanFn;
 using scan::butterfly;
 using scan::dt_proj;
 using scan::advance_states;
+using scan::load_dt_weights;
 
 /* V2: per-thread base pointers and 32-bit signed per-step offsets instead of
  * 64-bit row arithmetic for every access, a branch-free softplus, and a
@@ -144,10 +145,7 @@ scan_kernel (ScanParams sp)
     }
   }
   float4 wd[RV];
-  const float4 *wrow = (const float4 *) (a.Wdt + pc * a.r_pad);
-#pragma unroll
-  for (int i = 0; i < RV; i++)
-    wd[i] = i < rv ? wrow[i] : make_float4 (0.f, 0.f, 0.f, 0.f);
+  load_dt_weights<RV> (wd, a.Wdt + pc * a.r_pad, rv);
   const float bdt = a.bdt[pc];
   const float Dv = a.Dv[pc];
   float Ssum = 0.f;

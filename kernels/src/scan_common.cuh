@@ -63,6 +63,28 @@ __device__ __forceinline__ float dt_proj (const float4 *dt4, const float4 *wd, i
   return acc0 + acc1;
 }
 
+/* dt_proj float4 columns the V4 and V5 kernels are built for: a row of rv
+ * columns runs the smallest size >= rv, its extra weights zero (exact for
+ * Vim-Ti, dt_rank 12, Vim-S 24 and Vim-B 48); 0 = none */
+inline int rv_columns (int rv)
+{
+  for (int v : { 3, 6, 12, 16 })
+    if (rv <= v)
+      return v;
+  return 0;
+}
+
+/* a chain's dt_proj weights: RV float4 columns of its padded row, zero
+ * past the row's rv columns */
+template <int RV>
+__device__ __forceinline__ void load_dt_weights (float4 *wd, const float *row, int rv)
+{
+  const float4 *w4 = (const float4 *) row;
+#pragma unroll
+  for (int i = 0; i < RV; i++)
+    wd[i] = i < rv ? w4[i] : make_float4 (0.f, 0.f, 0.f, 0.f);
+}
+
 /* G consecutive steps of a lane's NS states; lane j of the group holds step
  * j's delta and delta * u. bc: step 0's B for this lane's states in the
  * staged rows (pitch ldd, C at +N). h <- exp2(delta A2) h + delta u B and,

@@ -43,20 +43,6 @@ __host__ __device__ constexpr int row_bytes () { return (32 / G) * (int) sizeof 
 template <typename E, int G>
 __host__ __device__ constexpr int copy_bytes () { return row_bytes<E, G> () < 16 ? row_bytes<E, G> () : 16; }
 
-/* dt_proj columns (float4) the kernels are built for: a row of rv
- * columns runs the smallest RV >= rv, its extra weights zero. Exact for
- * Vim-Ti (dt_rank 12), Vim-S (24) and Vim-B (48). */
-constexpr int kRv[] = { 3, 6, 12, 16 };
-
-int
-rv_columns (int rv)
-{
-  for (int v : kRv)
-    if (rv <= v)
-      return v;
-  return 0;
-}
-
 /* Blocks of 128 per SM the register cap aims at (ptxas, sm_90, CUDA 13):
  * one lane per chain with rows of 3 columns (Vim-Ti) fits 80 registers
  * without spills in the main pass (6 blocks), 94 with the polynomial (5;
@@ -251,10 +237,7 @@ scan_v4 (ScanParams sp)
         }
     }
   } else {
-    const float4 *wrow = (const float4 *) (a.Wdt + pc * a.r_pad);
-#pragma unroll
-    for (int i = 0; i < RV; i++)
-      wd[i] = i < rv ? wrow[i] : make_float4 (0.f, 0.f, 0.f, 0.f);
+    load_dt_weights<RV> (wd, a.Wdt + pc * a.r_pad, rv);
     bdt = a.bdt[pc];
   }
   const float Dv = a.Dv[pc];

@@ -49,19 +49,6 @@ constexpr int kParts = 4;                   /* staged and computed in parts */
 static_assert (kChains * kLanes == kThreads, "a block is 8 chains x 16 lanes");
 static_assert (kParts == 4, "the waits below count 4 parts");
 
-/* dt_proj float4 columns the kernels are built for (as V4: exact for
- * Vim-Ti, -S and -B, others run the next size with zero weights) */
-constexpr int kRv[] = { 3, 6, 12, 16 };
-
-int
-rv_columns (int rv)
-{
-  for (int v : kRv)
-    if (rv <= v)
-      return v;
-  return 0;
-}
-
 /* Shared memory of a block: rows [Lr][ldd] floats (scan order), u/y
  * [Lr][8] T, gate [Lr][8] TG, (delta, delta u) [Lr][8] float2; Lr = the
  * steps rounded up to 16, every size a multiple of 16 bytes. */
@@ -150,12 +137,7 @@ scan_whole (VimkScanArgs a, int Ls)
   const int64_t pq = (int64_t) dir * E + c0 + cq;
   const int rv = a.r_pad / 4;
   float4 wd[RV];
-  {
-    const float4 *wrow = (const float4 *) (a.Wdt + pq * a.r_pad);
-#pragma unroll
-    for (int i = 0; i < RV; i++)
-      wd[i] = i < rv ? wrow[i] : make_float4 (0.f, 0.f, 0.f, 0.f);
-  }
+  load_dt_weights<RV> (wd, a.Wdt + pq * a.r_pad, rv);
   const float bdt = a.bdt[pq];
 
   /* this lane's chain and state in the scan phase */
