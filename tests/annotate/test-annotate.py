@@ -457,9 +457,40 @@ def test_segment(tmp):
     check(r.returncode == 2, '--mask-format without -s accepted')
 
 
+def test_stall(tmp):
+    """A pipeline that never ends and says nothing is stopped after
+    --stall-timeout and reported; the other videos still run."""
+    inputs = os.path.join(tmp, 'in')
+    valid, _ = make_clip_set(inputs, [5])
+    stuck = os.path.join(tmp, 'gst-launch-stuck')
+    with open(stuck, 'w') as f:
+        # a stand-in for gst-launch-1.0 that hangs on "clip 0" only
+        f.write('#!/bin/sh\ncase "$*" in *clip%200*) exec sleep 1000;; esac\n'
+                'exec gst-launch-1.0 "$@"\n')
+    os.chmod(stuck, 0o755)
+    out = os.path.join(tmp, 'out')
+    t0 = time.monotonic()
+    r = run_annotate(['--gst-launch', stuck, '--stall-timeout', '2', '--jobs-per-device', '2',
+                      '-o', out, inputs])
+    elapsed = time.monotonic() - t0
+    check(r.returncode == 0, 'exit %d: %s' % (r.returncode, r.stderr))
+    check(elapsed < 60, 'took %.1f s' % elapsed)
+    summary = read_summary(os.path.join(out, 'summary.csv'))
+    for path in valid:
+        row = summary[path]
+        check(row['status'] == 'error' and row['error'].startswith('stalled:'), 'row %r' % row)
+        print('stalled video reported: %s (%.1f s in all)' % (row['error'], elapsed))
+    check(not [n for n in os.listdir(out) if '.part' in n], 'leftovers %r' % os.listdir(out))
+    # the broken files still end as errors of their own
+    errors = [r for p, r in summary.items() if p not in valid]
+    check(len(errors) == 2 and all(not e['error'].startswith('stalled') for e in errors),
+          'broken rows %r' % errors)
+
+
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in ('element', 'batch', 'resume', 'shard', 'segment'):
-        fail('usage: test-annotate.py element|batch|resume|shard|segment')
+    names = ('element', 'batch', 'resume', 'shard', 'segment', 'stall')
+    if len(sys.argv) != 2 or sys.argv[1] not in names:
+        fail('usage: test-annotate.py ' + '|'.join(names))
     check(os.path.isfile(MODEL), 'VIM_TEST_MODEL %r' % MODEL)
     check(os.path.isfile(ANNOTATE), 'VIM_ANNOTATE %r' % ANNOTATE)
     for f in ('vimannotate', 'vimclassify', 'videotestsrc'):
