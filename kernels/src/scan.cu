@@ -68,6 +68,7 @@ using scan::butterfly;
 using scan::dt_proj;
 using scan::advance_states;
 using scan::load_dt_weights;
+using scan::device_attribute;
 
 /* V2: per-thread base pointers and 32-bit signed per-step offsets instead of
  * 64-bit row arithmetic for every access, a branch-free softplus, and a
@@ -426,20 +427,6 @@ int scan_blocks_cap_env ()
   return v;
 }
 
-/* An attribute of the current device, or fallback when it cannot be read
- * (the failed query's error is cleared, so the next launch check does not
- * report it) */
-int device_attribute (cudaDeviceAttr attr, int fallback)
-{
-  int dev = 0, v = 0;
-  if (cudaGetDevice (&dev) != cudaSuccess
-      || cudaDeviceGetAttribute (&v, attr, dev) != cudaSuccess) {
-    (void) cudaGetLastError ();
-    return fallback;
-  }
-  return v;
-}
-
 int sm_count ()
 {
   return device_attribute (cudaDevAttrMultiProcessorCount, 132);
@@ -602,19 +589,21 @@ vimk_scan_workspace_bytes (int nseq, int E, int N, int chunks)
  * less work a state-step) and for Vim-B (rows of 48 dt_proj columns,
  * batch 1 +10%). */
 static bool
-scan_uses_whole (VimkDType dt, const VimkScanArgs *a, int Ls)
+scan_uses_whole (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, int Ls)
 {
-  const VimkDType gdt = (VimkDType) (a->gate_dtype < 0 ? dt : a->gate_dtype);
   const int ver = a->version >= 1 && a->version <= 5 ? a->version : scan_version ();
   const int env = scan_whole_env ();
-  if (ver != 5) {
-    if (ver != 0 || a->lanes > 0 || a->chunks > 0 || env == 0)
-      return false;
-    const int64_t blocks = (int64_t) a->nseq * 2 * a->E / 8, sms = sm_count ();
-    if (env < 0 && (a->R > 32 || blocks < sms || blocks > 3 * sms))
-      return false;
-  }
-  return scan::whole_fits (a, dt, gdt, Ls);
+  const int64_t blocks = (int64_t) a->nseq * 2 * a->E / 8, sms = sm_count ();
+  const bool rule = a->R <= 32 && blocks >= sms && blocks <= 3 * sms;
+  const bool own_choice = ver == 0 && a->lanes <= 0 && a->chunks <= 0
+      && (env == 1 || (env < 0 && rule));
+  return (ver == 5 || own_choice) && scan::whole_fits (a, dt, gdt, Ls);
+}
+
+static VimkDType
+gate_type (VimkDType dt, const VimkScanArgs *a)
+{
+  return (VimkDType) (a->gate_dtype < 0 ? dt : a->gate_dtype);
 }
 
 static int
@@ -627,7 +616,7 @@ extern "C" int
 vimk_scan_whole (VimkDType dt, const VimkScanArgs *a)
 {
   return a->nseq > 0 && a->L > 0 && vimk_scan_supported (a->N, a->R)
-      && scan_uses_whole (dt, a, scan_steps (a));
+      && scan_uses_whole (dt, gate_type (dt, a), a, scan_steps (a));
 }
 
 extern "C" cudaError_t
@@ -643,9 +632,9 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
    * planned as chains of Ls unless that plan wants more workspace than the
    * caller sized for L */
   const int Ls = scan_steps (a);
-  if (scan_uses_whole (dt, a, Ls))
-    return scan::whole_launch (a, dt, (VimkDType) (a->gate_dtype < 0 ? dt : a->gate_dtype), Ls,
-        stream);
+  const VimkDType gdt = gate_type (dt, a);
+  if (scan_uses_whole (dt, gdt, a, Ls))
+    return scan::whole_launch (a, dt, gdt, Ls, stream);
   int G, P;
   vimk_scan_plan (a->nseq, Ls, a->E, a->N, a->R, a->lanes, a->chunks, &G, &P);
   if (Ls < a->L && P > 1 && vimk_scan_workspace_bytes (a->nseq, a->E, a->N, P) > workspace_bytes)
@@ -655,7 +644,6 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
   int kp = a->poly_exps;
   if (kp < 0 || G != 1 || a->N != 16)
     kp = (G == 1 && a->N == 16) ? (kp < 0 ? 0 : kp) : 0;
-  const VimkDType gdt = (VimkDType) (a->gate_dtype < 0 ? dt : a->gate_dtype);
   ScanParams sp;
   sp.a = *a;
   sp.P = P;

@@ -63,6 +63,20 @@ __device__ __forceinline__ float dt_proj (const float4 *dt4, const float4 *wd, i
   return acc0 + acc1;
 }
 
+/* An attribute of the current device, or fallback when it cannot be read
+ * (the failed query's error is cleared, so the next launch check does not
+ * report it) */
+inline int device_attribute (cudaDeviceAttr attr, int fallback)
+{
+  int dev = 0, v = 0;
+  if (cudaGetDevice (&dev) != cudaSuccess
+      || cudaDeviceGetAttribute (&v, attr, dev) != cudaSuccess) {
+    (void) cudaGetLastError ();
+    return fallback;
+  }
+  return v;
+}
+
 /* dt_proj float4 columns the V4 and V5 kernels are built for: a row of rv
  * columns runs the smallest size >= rv, its extra weights zero (exact for
  * Vim-Ti, dt_rank 12, Vim-S 24 and Vim-B 48); 0 = none */

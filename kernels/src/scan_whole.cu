@@ -293,19 +293,6 @@ WholeFn pick (VimkDType dt, VimkDType gdt, int rv)
   return nullptr;
 }
 
-size_t type_size (VimkDType t) { return t == VIMK_F32 ? 4 : 2; }
-
-int smem_optin ()
-{
-  int dev = 0, v = 0;
-  if (cudaGetDevice (&dev) != cudaSuccess
-      || cudaDeviceGetAttribute (&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
-    (void) cudaGetLastError ();
-    return 48 * 1024;
-  }
-  return v;
-}
-
 } // namespace
 
 bool
@@ -318,11 +305,12 @@ whole_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls)
     return false;
   /* 16-byte copies: rows, and 8 channels of u and gate at any block's
    * first channel (a multiple of 8), either direction (E) and any token */
-  const size_t ts = type_size (dt), gs = type_size (gdt);
+  const size_t ts = vimk_dtype_size (dt), gs = vimk_dtype_size (gdt);
   if ((uintptr_t) a->dbl % 16 != 0 || (uintptr_t) a->xy % 16 != 0 || (uintptr_t) a->gate % 16 != 0
       || (a->E * ts) % 16 != 0 || (a->ld_xy * ts) % 16 != 0 || (a->ld_gate * gs) % 16 != 0)
     return false;
-  return layout (Ls, a->ldd, (int) ts, (int) gs).total <= (size_t) smem_optin ();
+  return layout (Ls, a->ldd, (int) ts, (int) gs).total
+      <= (size_t) device_attribute (cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 * 1024);
 }
 
 cudaError_t
@@ -331,7 +319,8 @@ whole_launch (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls, cudaSt
   WholeFn fn = pick (dt, gdt, a->r_pad / 4);
   if (fn == nullptr)
     return cudaErrorInvalidValue;
-  const size_t smem = layout (Ls, a->ldd, (int) type_size (dt), (int) type_size (gdt)).total;
+  const size_t smem = layout (Ls, a->ldd, (int) vimk_dtype_size (dt),
+      (int) vimk_dtype_size (gdt)).total;
   if (smem > 48 * 1024) {
     cudaError_t e = cudaFuncSetAttribute ((const void *) fn,
         cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
