@@ -89,7 +89,8 @@ def run_vim(args, tmp, plan):
                     log(f"[vim] {name} {res} b{r['batch']}: {r['median_ms']:.4f} ms "
                         f"(p99 {r['p99_ms']:.4f}), {r['img_s']:.0f} img/s, act {r['act_mib']:.1f} MiB, "
                         f"pass {r['pass_images']}x{r['passes']}, lanes {r['scan_lanes']} chunks {r.get('scan_chunks')}"
-                        f"{' (whole chains)' if r.get('scan_whole') else ''}")
+                        f"{' (whole chains)' if r.get('scan_whole') else ''}"
+                        f"{' (streamed chains)' if r.get('scan_stream') else ''}")
             os.remove(model)
     return rows
 

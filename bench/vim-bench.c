@@ -79,13 +79,14 @@ main (int argc, char **argv)
         "\"tokens\": %d, \"batch\": %d, \"iters\": %d, \"median_ms\": %.5f, \"p99_ms\": %.5f, "
         "\"min_ms\": %.5f, \"img_s\": %.1f, \"weights_mib\": %.2f, \"act_mib\": %.2f, "
         "\"act_mib_per_img\": %.3f, \"pass_images\": %d, \"passes\": %d, \"scan_lanes\": %d, "
-        "\"scan_chunks\": %d, \"scan_whole\": %s, "
+        "\"scan_chunks\": %d, \"scan_whole\": %s, \"scan_stream\": %s, "
         "\"graphs\": %s}\n",
         opt_label ? opt_label : c->name, vim_runner_cuda_device_name (r), opt_precision,
         c->image_height, c->seq_len, n, res.iters, res.median_ms, res.p99_ms, res.min_ms,
         n * 1000.0 / res.median_ms, res.weight_bytes / 1048576.0, res.act_bytes / 1048576.0,
         res.act_bytes / 1048576.0 / n, res.pass_images, res.passes, res.scan_lanes, res.scan_chunks,
-        res.scan_whole ? "true" : "false", res.graphs ? "true" : "false");
+        res.scan_whole ? "true" : "false", res.scan_stream ? "true" : "false",
+        res.graphs ? "true" : "false");
     fflush (stdout);
     vim_runner_free (r);
   }

@@ -16,6 +16,7 @@ typedef struct {
   int pass_images, passes;    /* images per pass through the layers, passes per forward */
   int scan_lanes, scan_chunks; /* scan work split chosen for a full pass */
   gboolean scan_whole;        /* the scan ran whole chains in one launch (V5), not that split */
+  gboolean scan_stream;       /* the scan streamed whole chains through shared memory (V6) */
   gboolean graphs;            /* replayed as a CUDA graph */
 } VimCudaBenchResult;
 

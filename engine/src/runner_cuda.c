@@ -572,6 +572,7 @@ typedef struct {
   int pass_images;            /* most images per pass */
   int scan_lanes, scan_chunks, scan_poly;  /* 0 / -1 = kernel's choice */
   gboolean scan_whole;          /* the last forward's first scan ran V5 (bench report) */
+  gboolean scan_stream;         /* ... V6 */
   gboolean conv_xproj;        /* conv, gate and x_proj in one launch (vimk_conv_xproj) */
   gboolean last_layer_steps;  /* the last layer's scan stops at the class token */
   gboolean gate_in_scan;      /* the scan applies SiLU(z); the conv leaves z (vimk_conv) */
@@ -1075,8 +1076,10 @@ enqueue_pass (CudaRunner *cr, PassSlot *ps, const VimModelConfig *c, int i0, int
       .steps = last && cls_only && cr->last_layer_steps
           ? MAX (c->cls_index + 1, L - c->cls_index) : 0,
     };
-    if (l == 0)
+    if (l == 0) {
       cr->scan_whole = vimk_scan_whole (t.act, &sa);
+      cr->scan_stream = vimk_scan_stream (t.act, &sa);
+    }
     CKK (vimk_scan (t.act, &sa, ps->scan_ws, ps->scan_ws_bytes, s), "selective scan");
     prof_mark (cr, ST_SCAN);
     if (seg && level < c->n_seg_layers && c->seg_layers[level] == l) {
@@ -2020,6 +2023,7 @@ vim_runner_cuda_bench (VimRunner *r, int n, int min_iters, int max_iters,
   vimk_scan_plan (out->pass_images, c->seq_len, c->d_inner, c->d_state, c->dt_rank,
       cr->scan_lanes, cr->scan_chunks, &out->scan_lanes, &out->scan_chunks);
   out->scan_whole = cr->scan_whole;
+  out->scan_stream = cr->scan_stream;
   out->graphs = cr->use_graphs;
   if (cr->profile) {
     /* one eager forward with an event after every stage */

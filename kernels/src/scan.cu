@@ -50,6 +50,11 @@
  * V5 (scan_whole.cu) runs whole chains in one launch, one state per lane,
  * for small batches (scan_uses_whole below): 5-9% faster than V4 at Vim-Ti
  * 224 batch 2-4 on an H200.
+ *
+ * V6 (scan_stream.cu) runs whole chains of any length in one launch, two
+ * states per lane, streamed through shared memory, where V4 would chunk
+ * them at mid-sized batches (scan_uses_stream below): 12-17% faster than
+ * V4 at Vim-Ti 224 and 512 batch 8 and Vim-S batch 4 on an H200.
  */
 #include "scan_common.cuh"
 #include <cuda_pipeline.h>
@@ -370,7 +375,7 @@ ScanFn pick (VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp, int ver)
 
 /* VIM_CUDA_SCAN_VERSION=1, 2 or 3: an earlier kernel, kept for A/B timing
  * (bench/scan-ab-device.sh); VIM_CUDA_SCAN_V1=1 is the older spelling of 1;
- * 4: V4 only, 5: V5 wherever it fits. Unset: 0, vimk_scan's own choice (V5
+ * 4: V4 only, 5: V5 wherever it fits, 6: V6 wherever it fits. Unset: 0, vimk_scan's own choice (V5
  * for few chains, else V4). VimkScanArgs.version, when set, wins (the tests
  * run every version). */
 int scan_version ()
@@ -379,7 +384,7 @@ int scan_version ()
   if (v < 0) {
     const char *e = getenv ("VIM_CUDA_SCAN_VERSION");
     const char *e1 = getenv ("VIM_CUDA_SCAN_V1");
-    if (e != nullptr && e[0] >= '1' && e[0] <= '5' && e[1] == '\0')
+    if (e != nullptr && e[0] >= '1' && e[0] <= '6' && e[1] == '\0')
       v = e[0] - '0';
     else if (e1 != nullptr && e1[0] != '\0' && e1[0] != '0')
       v = 1;
@@ -396,6 +401,19 @@ int scan_whole_env ()
   static int v = -2;
   if (v == -2) {
     const char *e = getenv ("VIM_CUDA_SCAN_WHOLE");
+    v = e != nullptr && (e[0] == '0' || e[0] == '1') && e[1] == '\0' ? e[0] - '0' : -1;
+  }
+  return v;
+}
+
+/* VIM_CUDA_SCAN_STREAM=0: vimk_scan's own choice never takes V6; =1: it
+ * takes V6 wherever V6 fits (A/B timing); unset: -1, the rule in
+ * scan_uses_stream */
+int scan_stream_env ()
+{
+  static int v = -2;
+  if (v == -2) {
+    const char *e = getenv ("VIM_CUDA_SCAN_STREAM");
     v = e != nullptr && (e[0] == '0' || e[0] == '1') && e[1] == '\0' ? e[0] - '0' : -1;
   }
   return v;
@@ -591,13 +609,37 @@ vimk_scan_workspace_bytes (int nseq, int E, int N, int chunks)
 static bool
 scan_uses_whole (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, int Ls)
 {
-  const int ver = a->version >= 1 && a->version <= 5 ? a->version : scan_version ();
+  const int ver = a->version >= 1 && a->version <= 6 ? a->version : scan_version ();
   const int env = scan_whole_env ();
   const int64_t blocks = (int64_t) a->nseq * 2 * a->E / 8, sms = sm_count ();
   const bool rule = a->R <= 32 && blocks >= sms && blocks <= 3 * sms;
   const bool own_choice = ver == 0 && a->lanes <= 0 && a->chunks <= 0
       && (env == 1 || (env < 0 && rule));
   return (ver == 5 || own_choice) && scan::whole_fits (a, dt, gdt, Ls);
+}
+
+/* Whether vimk_scan runs V6 (scan_stream.cu) for these arguments: where
+ * asked for (version 6, VIM_CUDA_SCAN_STREAM=1) and, where nothing else is
+ * asked for, with two to three and a half of its blocks of 16 chains per
+ * SM and dt_rank <= 32. Measured on an H200 against the planner's V4 and
+ * V5 (bench/RESULTS.md, nineteenth session, fp16): faster with 2.2-2.9
+ * blocks per SM (Vim-Ti 224 batch 6 -15%, batch 8 -13.5%, bf16 -12.5%,
+ * fp32 -6%; Vim-Ti 512 batch 8 -13%; Vim-S 224 and 512 batch 4 -15% and
+ * -17%), where V4 chunks chains and runs their steps twice; slower with
+ * 4.4-5.8 (Vim-Ti batch 12 +2%, 16 +8%, Vim-S batch 8 +6%), where V4 needs
+ * fewer chunks, and mostly with fewer than two (Vim-Ti batch 4 +4% against
+ * V5, Vim-Ti 512 batch 4 +15%, Vim-Ti 1248 px passes of 4 images +1.5%),
+ * where a step's latency is exposed. */
+static bool
+scan_uses_stream (VimkDType dt, VimkDType gdt, const VimkScanArgs *a)
+{
+  const int ver = a->version >= 1 && a->version <= 6 ? a->version : scan_version ();
+  const int env = scan_stream_env ();
+  const int64_t blocks = (int64_t) a->nseq * 2 * a->E / 16, sms = sm_count ();
+  const bool rule = a->R <= 32 && blocks >= 2 * sms && 2 * blocks <= 7 * sms;
+  const bool own_choice = ver == 0 && a->lanes <= 0 && a->chunks <= 0
+      && (env == 1 || (env < 0 && rule));
+  return (ver == 6 || own_choice) && scan::stream_fits (a, dt, gdt);
 }
 
 static VimkDType
@@ -619,6 +661,13 @@ vimk_scan_whole (VimkDType dt, const VimkScanArgs *a)
       && scan_uses_whole (dt, gate_type (dt, a), a, scan_steps (a));
 }
 
+extern "C" int
+vimk_scan_stream (VimkDType dt, const VimkScanArgs *a)
+{
+  return a->nseq > 0 && a->L > 0 && vimk_scan_supported (a->N, a->R)
+      && scan_uses_stream (dt, gate_type (dt, a), a);
+}
+
 extern "C" cudaError_t
 vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspace_bytes,
     cudaStream_t stream)
@@ -633,6 +682,8 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
    * caller sized for L */
   const int Ls = scan_steps (a);
   const VimkDType gdt = gate_type (dt, a);
+  if (scan_uses_stream (dt, gdt, a))
+    return scan::stream_launch (a, dt, gdt, Ls, stream);
   if (scan_uses_whole (dt, gdt, a, Ls))
     return scan::whole_launch (a, dt, gdt, Ls, stream);
   int G, P;
@@ -663,8 +714,8 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
   }
   /* V2-V4 take 32-bit offsets within a sequence */
   int ver = a->version >= 1 && a->version <= 4 ? a->version : scan_version ();
-  if (ver == 0 || ver == 5)
-    ver = 4;                                  /* V5 did not fit: the default */
+  if (ver == 0 || ver >= 5)
+    ver = 4;                                  /* V5/V6 did not fit: the default */
   if ((int64_t) a->L * std::max (std::max (a->ld_xy, a->ld_gate), (int64_t) a->ldd)
       >= ((int64_t) 1 << 31))
     ver = 1;

@@ -1,7 +1,8 @@
-/* What the selective-scan kernels (scan.cu: V1-V3, scan_v4.cu: V4) share:
- * the launch parameters, the block shape, the tile length, the per-step
- * dt_proj and state update, and the transposing butterfly that sums a
- * chain's partial outputs over its lanes. */
+/* What the selective-scan kernels (scan.cu: V1-V3, scan_v4.cu: V4,
+ * scan_whole.cu: V5, scan_stream.cu: V6) share: the launch parameters, the
+ * block shape, the tile length, the per-step dt_proj and state update, and
+ * the transposing butterfly that sums a chain's partial outputs over its
+ * lanes. */
 #ifndef VIMK_SCAN_COMMON_CUH
 #define VIMK_SCAN_COMMON_CUH
 
@@ -170,6 +171,13 @@ size_t v4_smem_bytes (VimkDType dt, VimkDType gdt, int G, int ldd, bool mma);
  * rows within the block's shared memory), and its launch */
 bool whole_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls);
 cudaError_t whole_launch (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls,
+    cudaStream_t stream);
+
+/* V6 (scan_stream.cu): whether it can run these arguments (N = 16,
+ * channels a multiple of 16, 16-byte aligned rows; chains of any length
+ * stream through shared memory), and its launch */
+bool stream_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt);
+cudaError_t stream_launch (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls,
     cudaStream_t stream);
 
 } // namespace scan

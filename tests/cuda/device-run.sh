@@ -90,6 +90,13 @@ for phase in "$@"; do
         f=$(gen $v-$r --variant $v --image-size $r)
         $B/tests/cuda/test-cuda-runner --model $f --batch 32 --cpu-batch 1; echo "rc=$? ($c)"
         rm -f $f
+      done
+      # batches whose scan streams whole chains (V6): 224 and 512 px
+      for c in "vim_ti:224:8" "vim_s:512:4"; do
+        IFS=: read v r b <<< "$c"
+        f=$(gen $v-$r --variant $v --image-size $r)
+        $B/tests/cuda/test-cuda-runner --model $f --batch $b --cpu-batch 2; echo "rc=$? ($c)"
+        rm -f $f
       done; } >> "$O/log-tests.txt" 2>&1 ;;
   top1)
     { stamp top1
@@ -109,6 +116,10 @@ for phase in "$@"; do
         compute-sanitizer --tool $tool --error-exitcode 9 $B/tests/cuda/test-cuda-runner --model $f2 \
           --cpu-batch 1 --batch 3 --classify 2>&1 | tail -4
         echo "rc=${PIPESTATUS[0]} ($tool runner)"
+        # batch 8: the scan streams whole chains (V6)
+        compute-sanitizer --tool $tool --error-exitcode 9 $B/tests/cuda/test-cuda-runner --model $f2 \
+          --cpu-batch 1 --batch 8 2>&1 | tail -4
+        echo "rc=${PIPESTATUS[0]} ($tool runner b8)"
         # every scan version, lane split and chunking at small sizes
         compute-sanitizer --tool $tool --error-exitcode 9 $B/tests/cuda/test-kernels 2>&1 | tail -2
         echo "rc=${PIPESTATUS[0]} ($tool test-kernels)"

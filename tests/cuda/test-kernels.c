@@ -316,6 +316,9 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
   if (scan_version == 5)
     CHECK (vimk_scan_whole (dt, &a), "scan v5 %s nseq=%d L=%d E=%d R=%d: V5 does not run it",
         tu_dt_names[dt], nseq, L, E, R);
+  if (scan_version == 6)
+    CHECK (vimk_scan_stream (dt, &a), "scan v6 %s nseq=%d L=%d E=%d R=%d: V6 does not run it",
+        tu_dt_names[dt], nseq, L, E, R);
   int G = 0, P = 0;
   vimk_scan_plan (nseq, L, E, N, R, lanes, chunks, &G, &P);
   size_t wsb = vimk_scan_workspace_bytes (nseq, E, N, P);
@@ -610,6 +613,27 @@ main (void)
     scan_steps = 0;
     if (dt == 2)
       test_scan (dt, 2, 53, 64, 16, 12, 0, -1, -1, 0, 0);
+    scan_gate_silu = 0;
+    /* V6, chains streamed through a ring of parts: one part and fewer
+     * steps than a tile, lengths not a multiple of a tile or a part,
+     * more parts than the ring holds (1025, 2000 steps), dt_proj rows of
+     * 5-60, softplus past its threshold, SiLU(z), chains that stop at a
+     * middle token, bf16 with an fp32 gate, lanes/chunks given (ignored) */
+    scan_version = 6;
+    test_scan (dt, 2, 53, 48, 16, 12, 0, -1, -1, 0, dt);
+    test_scan (dt, 3, 7, 16, 16, 5, 0, -1, 2, 0, dt);
+    test_scan (dt, 1, 197, 64, 16, 12, 0, -1, 3, 0, dt);
+    test_scan (dt, 1, 1025, 32, 16, 24, 4, 0, -1, 16, dt);
+    test_scan (dt, 2, 40, 16, 16, 48, 0, -1, 5, 0, dt);
+    test_scan (dt, 1, 2000, 16, 16, 60, 0, -1, -1, 0, dt);
+    test_scan (dt, 1, 160, 32, 16, 12, 0, -1, -1, 0, dt);
+    scan_gate_silu = 1;
+    test_scan (dt, 2, 301, 64, 16, 12, 0, -1, -1, 0, dt);
+    scan_steps = 99;
+    test_scan (dt, 2, 197, 64, 16, 12, 0, -1, -1, 0, dt);
+    scan_steps = 0;
+    if (dt == 2)
+      test_scan (dt, 2, 77, 64, 16, 12, 0, -1, -1, 0, 0);
     scan_gate_silu = 0;
     scan_version = 2;
     scan_gate_silu = 1;

@@ -137,10 +137,10 @@ typedef struct {
    * FMA pipes (-1 = choose, 0 = all on the special-function unit). */
   int lanes, chunks;
   int poly_exps;
-  /* kernel version (1-5; 0 = VIM_CUDA_SCAN_VERSION or vimk_scan's own
+  /* kernel version (1-6; 0 = VIM_CUDA_SCAN_VERSION or vimk_scan's own
    * choice: V5, one launch of whole chains, for few chains, else V4); a
    * version that cannot run these arguments falls back to an older one
-   * (V5 to V4). V5 ignores lanes and chunks. */
+   * (V5 and V6 to V4). V5 and V6 ignore lanes and chunks. */
   int version;
   /* 0 = L; else each direction needs y only for its first `steps` tokens
    * in its own order (forward t < steps, backward t >= L - steps): the
@@ -162,6 +162,10 @@ cudaError_t vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace,
 /* Whether vimk_scan runs these arguments with V5 (scan_whole.cu: a launch
  * of whole chains, one state per thread; no workspace). */
 int vimk_scan_whole (VimkDType dt, const VimkScanArgs *a);
+/* Whether vimk_scan runs these arguments with V6 (scan_stream.cu: a launch
+ * of whole chains streamed through shared memory, two states per thread;
+ * no workspace). */
+int vimk_scan_stream (VimkDType dt, const VimkScanArgs *a);
 /* Whether vimk_scan supports this state size and rank. */
 int vimk_scan_supported (int N, int R);
 
