@@ -999,9 +999,10 @@ enqueue_seg_head (CudaRunner *cr, PassSlot *ps, const VimModelConfig *c, int i0,
   return TRUE;
 }
 
-/* One pass: images [i0, i0 + m) of the input buffer -> logits rows. */
+/* One pass: images [i0, i0 + m) of the input buffer -> logits rows, beside
+ * slots - 1 passes on other streams. */
 static gboolean
-enqueue_pass (CudaRunner *cr, PassSlot *ps, const VimModelConfig *c, int i0, int m,
+enqueue_pass (CudaRunner *cr, PassSlot *ps, int slots, const VimModelConfig *c, int i0, int m,
     GError **error)
 {
   const CudaWeights *w = cr->w;
@@ -1071,6 +1072,7 @@ enqueue_pass (CudaRunner *cr, PassSlot *ps, const VimModelConfig *c, int i0, int
       .xy = ps->xcy, .ld_xy = 2 * E,
       .A2 = ly->A2, .Wdt = ly->dt_w, .bdt = ly->dt_b, .Dv = ly->Dv,
       .lanes = cr->scan_lanes, .chunks = cr->scan_chunks, .poly_exps = cr->scan_poly,
+      .concurrent = slots - 1,
       /* the last layer feeds only the class token to the head: each
        * direction stops there (mid-token: half the steps) */
       .steps = last && cls_only && cr->last_layer_steps
@@ -1133,7 +1135,7 @@ enqueue_forward (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
   }
   for (int p = 0; p < passes; p++) {
     const int i0 = p * images;
-    if (!enqueue_pass (cr, &cr->slot[p % slots], c, i0, MIN (images, n - i0), error))
+    if (!enqueue_pass (cr, &cr->slot[p % slots], slots, c, i0, MIN (images, n - i0), error))
       return FALSE;
   }
   for (int i = 1; i < slots; i++) {

@@ -621,7 +621,7 @@ scan_uses_whole (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, int Ls)
 /* Whether vimk_scan runs V6 (scan_stream.cu) for these arguments: where
  * asked for (version 6, VIM_CUDA_SCAN_STREAM=1) and, where nothing else is
  * asked for, with two to three and a half of its blocks of 16 chains per
- * SM and dt_rank <= 32. Measured on an H200 against the planner's V4 and
+ * SM, dt_rank <= 32 and no scan on another stream beside it. Measured on an H200 against the planner's V4 and
  * V5 (bench/RESULTS.md, nineteenth session, fp16): faster with 2.2-2.9
  * blocks per SM (Vim-Ti 224 batch 6 -15%, batch 8 -13.5%, bf16 -12.5%,
  * fp32 -6%; Vim-Ti 512 batch 8 -13%; Vim-S 224 and 512 batch 4 -15% and
@@ -629,14 +629,16 @@ scan_uses_whole (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, int Ls)
  * 4.4-5.8 (Vim-Ti batch 12 +2%, 16 +8%, Vim-S batch 8 +6%), where V4 needs
  * fewer chunks, and mostly with fewer than two (Vim-Ti batch 4 +4% against
  * V5, Vim-Ti 512 batch 4 +15%, Vim-Ti 1248 px passes of 4 images +1.5%),
- * where a step's latency is exposed. */
+ * where a step's latency is exposed. Beside another pass's scan (two
+ * passes of 4 images side by side at 1024-1248 px) it lost even where its
+ * own blocks are 2.9 per SM: Vim-S 1024 and 1248 px batch 8 +7%. */
 static bool
 scan_uses_stream (VimkDType dt, VimkDType gdt, const VimkScanArgs *a)
 {
   const int ver = a->version >= 1 && a->version <= 6 ? a->version : scan_version ();
   const int env = scan_stream_env ();
   const int64_t blocks = (int64_t) a->nseq * 2 * a->E / 16, sms = sm_count ();
-  const bool rule = a->R <= 32 && blocks >= 2 * sms && 2 * blocks <= 7 * sms;
+  const bool rule = a->R <= 32 && a->concurrent <= 0 && blocks >= 2 * sms && 2 * blocks <= 7 * sms;
   const bool own_choice = ver == 0 && a->lanes <= 0 && a->chunks <= 0
       && (env == 1 || (env < 0 && rule));
   return (ver == 6 || own_choice) && scan::stream_fits (a, dt, gdt);

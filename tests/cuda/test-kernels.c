@@ -651,6 +651,22 @@ main (void)
     a.chunks = 4;
     CHECK (vimk_scan (VIMK_F32, &a, NULL, 0, 0) == cudaErrorInvalidValue, "chunks without workspace accepted");
     CHECK (!vimk_scan_supported (32, 12), "N=32 claimed supported");
+    /* the planner's V6 rule: 2-3.5 blocks of 16 chains per SM, and not
+     * beside another stream's scan (unless the environment overrides it) */
+    const int own_plan = !getenv ("VIM_CUDA_SCAN_STREAM") && !getenv ("VIM_CUDA_SCAN_VERSION");
+    int dev = 0, sms = 0;
+    CU (cudaGetDevice (&dev));
+    CU (cudaDeviceGetAttribute (&sms, cudaDevAttrMultiProcessorCount, dev));
+    VimkScanArgs v6 = { .L = 197, .E = 64, .N = 16, .R = 12, .r_pad = 12, .ldd = 44, .b_off = 12,
+      .gate_dtype = -1, .ld_gate = 128, .ld_xy = 128, .dbl = (const float *) 256,
+      .xy = (void *) 256, .gate = (const void *) 256 };
+    v6.nseq = (int) ((5LL * sms + 15) / 16);           /* 8 blocks a sequence: 2.5 per SM */
+    CHECK (!own_plan || vimk_scan_stream (VIMK_F16, &v6), "V6 not chosen at 2.5 blocks per SM");
+    v6.concurrent = 1;
+    CHECK (!own_plan || !vimk_scan_stream (VIMK_F16, &v6), "V6 chosen beside another stream's scan");
+    v6.concurrent = 0;
+    v6.nseq = sms;                                     /* 8 per SM */
+    CHECK (!own_plan || !vimk_scan_stream (VIMK_F16, &v6), "V6 chosen at 8 blocks per SM");
     CHECK (!vimk_conv_xproj_supported (VIMK_F32, VIMK_F32, 384, 4, 44), "fp32 conv_xproj claimed");
     CHECK (!vimk_conv_xproj_supported (VIMK_F16, VIMK_F16, 384, 3, 44), "K=3 conv_xproj claimed");
     CHECK (!vimk_conv_xproj_supported (VIMK_F16, VIMK_F16, 40, 4, 44), "E=40 conv_xproj claimed");

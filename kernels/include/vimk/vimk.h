@@ -147,6 +147,9 @@ typedef struct {
    * chains may stop there, and y past them is unspecified (a classifier's
    * last layer, which reads only the class token) */
   int steps;
+  /* scans that other streams run at the same time as this one (passes side
+   * by side; 0 = none): vimk_scan's own choice takes V6 only without them */
+  int concurrent;
 } VimkScanArgs;
 
 /* The work split vimk_scan uses for these sizes (R: dt_rank; lanes/chunks
