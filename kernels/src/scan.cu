@@ -394,28 +394,25 @@ int scan_version ()
   return v;
 }
 
+/* An environment switch: 0 or 1 as set, -1 when unset or anything else */
+static int env_switch (const char *name)
+{
+  const char *e = getenv (name);
+  return e != nullptr && (e[0] == '0' || e[0] == '1') && e[1] == '\0' ? e[0] - '0' : -1;
+}
+
 /* VIM_CUDA_SCAN_WHOLE=0: vimk_scan's own choice never takes V5; =1: it takes
  * V5 wherever V5 fits (A/B timing); unset: -1, the rule in scan_uses_whole */
 int scan_whole_env ()
 {
-  static int v = -2;
-  if (v == -2) {
-    const char *e = getenv ("VIM_CUDA_SCAN_WHOLE");
-    v = e != nullptr && (e[0] == '0' || e[0] == '1') && e[1] == '\0' ? e[0] - '0' : -1;
-  }
+  static const int v = env_switch ("VIM_CUDA_SCAN_WHOLE");
   return v;
 }
 
-/* VIM_CUDA_SCAN_STREAM=0: vimk_scan's own choice never takes V6; =1: it
- * takes V6 wherever V6 fits (A/B timing); unset: -1, the rule in
- * scan_uses_stream */
+/* VIM_CUDA_SCAN_STREAM=0|1: the same for V6 (scan_uses_stream) */
 int scan_stream_env ()
 {
-  static int v = -2;
-  if (v == -2) {
-    const char *e = getenv ("VIM_CUDA_SCAN_STREAM");
-    v = e != nullptr && (e[0] == '0' || e[0] == '1') && e[1] == '\0' ? e[0] - '0' : -1;
-  }
+  static const int v = env_switch ("VIM_CUDA_SCAN_STREAM");
   return v;
 }
 

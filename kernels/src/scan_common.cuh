@@ -155,6 +155,98 @@ __device__ __forceinline__ void advance_states (float delta, float du, const flo
   }
 }
 
+/* ---- what V5 and V6 (whole chains in one launch) share ---- */
+
+/* chain p's dt_proj weights (RV float4 columns, zero past the row's) and
+ * bias; p = direction * E + channel */
+template <int RV>
+__device__ __forceinline__ float chain_dt_proj (float4 *wd, const VimkScanArgs &a, int64_t p)
+{
+  load_dt_weights<RV> (wd, a.Wdt + p * a.r_pad, a.r_pad / 4);
+  return a.bdt[p];
+}
+
+/* delta = softplus (dt_proj of a staged row) and delta u of one (step,
+ * channel); softplus from lg2 for 16-bit activations */
+template <typename T, int RV>
+__device__ __forceinline__ float2 step_delta (const float *row, const float4 *wd, int rv, float bdt,
+    T u)
+{
+  const float v = dt_proj<RV, false> ((const float4 *) row, wd, rv, bdt);
+  const float delta = sizeof (T) == 2 ? softplus_lg2 (v) : softplus_f (v);
+  return make_float2 (delta, delta * Cvt<T>::load (u));
+}
+
+/* a step's output: (sum over the states of C h + D u) times the gate, or
+ * times SiLU (gate) where the gate is z */
+template <typename T, typename TG>
+__device__ __forceinline__ T gated_output (float sum, float Dv, T u, TG g, bool gate_silu)
+{
+  const float gv = Cvt<TG>::load (g);
+  return Cvt<T>::store ((sum + Dv * Cvt<T>::load (u)) * (gate_silu ? silu_act<T> (gv) : gv));
+}
+
+/* K::get<T, TG, RV> () for these activation and gate types (T = TG of
+ * fp32, fp16 or bf16, or bf16 with an fp32 gate) and a row of rv dt_proj
+ * float4 columns (run as rv_columns), or nullptr */
+template <typename K, typename T, typename TG>
+auto pick_rv_kernel (int rv) -> decltype (K::template get<T, TG, 3> ())
+{
+  switch (rv_columns (rv)) {
+    case 3: return K::template get<T, TG, 3> ();
+    case 6: return K::template get<T, TG, 6> ();
+    case 12: return K::template get<T, TG, 12> ();
+    case 16: return K::template get<T, TG, 16> ();
+    default: return nullptr;
+  }
+}
+
+template <typename K>
+auto pick_typed_kernel (VimkDType dt, VimkDType gdt, int rv) -> decltype (K::template get<float, float, 3> ())
+{
+  if (gdt == dt) {
+    switch (dt) {
+      case VIMK_F32: return pick_rv_kernel<K, float, float> (rv);
+      case VIMK_F16: return pick_rv_kernel<K, __half, __half> (rv);
+      case VIMK_BF16: return pick_rv_kernel<K, __nv_bfloat16, __nv_bfloat16> (rv);
+    }
+  } else if (dt == VIMK_BF16 && gdt == VIMK_F32) {
+    return pick_rv_kernel<K, __nv_bfloat16, float> (rv);
+  }
+  return nullptr;
+}
+
+/* What V5 and V6 need of the arguments besides their block shape: staged
+ * rows that hold RV whole dt_proj columns (dt_proj<RV, false>) and B and C,
+ * and 16-byte copies of rows, u and gate at any block's first channel,
+ * either direction (E) and any token */
+inline bool whole_rows_fit (const VimkScanArgs *a, VimkDType dt, VimkDType gdt)
+{
+  if (4 * rv_columns (a->r_pad / 4) > a->ldd || a->b_off + 2 * a->N > a->ldd)
+    return false;
+  const size_t ts = vimk_dtype_size (dt), gs = vimk_dtype_size (gdt);
+  return (uintptr_t) a->dbl % 16 == 0 && (uintptr_t) a->xy % 16 == 0
+      && (uintptr_t) a->gate % 16 == 0 && (a->E * ts) % 16 == 0 && (a->ld_xy * ts) % 16 == 0
+      && (a->ld_gate * gs) % 16 == 0;
+}
+
+/* fn<<<grid, threads, smem, stream>>> (*a, Ls), opting in to more than
+ * 48 KB of shared memory where it needs it */
+inline cudaError_t launch_whole (void (*fn) (VimkScanArgs, int), dim3 grid, int threads,
+    size_t smem, const VimkScanArgs *a, int Ls, cudaStream_t stream)
+{
+  if (fn == nullptr)
+    return cudaErrorInvalidValue;
+  if (smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute ((const void *) fn,
+        cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
+    if (e != cudaSuccess)
+      return e;
+  }
+  fn<<<grid, threads, smem, stream>>> (*a, Ls);
+  return cudaGetLastError ();
+}
+
 /* V4 (scan_v4.cu): the kernel for this configuration, or nullptr when V4
  * has none (the caller then uses V3); mma: dt_proj on the tensor cores
  * (one lane, 16-bit activations only) */

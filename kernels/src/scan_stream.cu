@@ -138,12 +138,9 @@ scan_stream (VimkScanArgs a, int Ls)
 
   /* dt_proj weights of the channel this thread serves in the (step,
    * channel) phases: kThreads is a multiple of kChains, so always the same one */
-  const int cq = tid % kChains;
-  const int64_t pq = (int64_t) dir * E + c0 + cq;
-  const int rv = a.r_pad / 4;
+  const int cq = tid % kChains, rv = a.r_pad / 4;
   float4 wd[RV];
-  load_dt_weights<RV> (wd, a.Wdt + pq * a.r_pad, rv);
-  const float bdt = a.bdt[pq];
+  const float bdt = chain_dt_proj<RV> (wd, a, (int64_t) dir * E + c0 + cq);
 
   /* this lane's chain and states in the scan phase */
   const int cl = tid / kLanes, g = tid % kLanes;
@@ -160,13 +157,9 @@ scan_stream (VimkScanArgs a, int Ls)
   /* delta and delta u of (staged step k = step s, channel cq); past Ls
    * zero, which leaves the state as it is */
   auto delta_of = [&] (int k, int s) {
-    float delta = 0.f, u = 0.f;
-    if (s < Ls) {
-      const float v = dt_proj<RV, false> ((const float4 *) (rows + (size_t) k * ldd), wd, rv, bdt);
-      delta = sizeof (T) == 2 ? softplus_lg2 (v) : softplus_f (v);
-      u = Cvt<T>::load (su[k * kChains + cq]);
-    }
-    dd[k * kChains + cq] = make_float2 (delta, delta * u);
+    dd[k * kChains + cq] = s < Ls
+        ? step_delta<T, RV> (rows + (size_t) k * ldd, wd, rv, bdt, su[k * kChains + cq])
+        : make_float2 (0.f, 0.f);
   };
 
   __pipeline_wait_prior (kSlots - 3);       /* part 0 landed (the others may not have) */
@@ -210,10 +203,8 @@ scan_stream (VimkScanArgs a, int Ls)
     butterfly<kLanes, kLanes / 2> (qp, g);
     k += g;
     s += g;
-    const float u = Cvt<T>::load (su[k * kChains + cl]);
-    const float gt = Cvt<TG>::load (sg[k * kChains + cl]);
-    const float gv = gate_silu ? silu_act<T> (gt) : gt;
-    const T y = Cvt<T>::store ((qp[0] + Dv * u) * gv);
+    const T y = gated_output<T, TG> (qp[0], Dv, su[k * kChains + cl], sg[k * kChains + cl],
+        gate_silu);
     if (s < Ls)
       su[k * kChains + cl] = y;
   };
@@ -261,52 +252,20 @@ scan_stream (VimkScanArgs a, int Ls)
 
 typedef void (*StreamFn) (VimkScanArgs, int);
 
-template <typename T, typename TG, typename SH>
-StreamFn pick_rv (int rv)
-{
-  switch (rv_columns (rv)) {
-    case 3: return scan_stream<T, TG, 3, SH>;
-    case 6: return scan_stream<T, TG, 6, SH>;
-    case 12: return scan_stream<T, TG, 12, SH>;
-    case 16: return scan_stream<T, TG, 16, SH>;
-    default: return nullptr;
-  }
-}
-
-/* A kernel of one shape for these types and rank, with what its launch
- * needs to know */
-struct StreamKernel {
-  StreamFn fn;
-  int threads, chains;
-  size_t smem;
-};
-
-template <typename SH>
-StreamKernel pick_shape (VimkDType dt, VimkDType gdt, int rv, int ldd)
-{
-  StreamFn fn = nullptr;
-  if (gdt == dt) {
-    switch (dt) {
-      case VIMK_F32: fn = pick_rv<float, float, SH> (rv); break;
-      case VIMK_F16: fn = pick_rv<__half, __half, SH> (rv); break;
-      case VIMK_BF16: fn = pick_rv<__nv_bfloat16, __nv_bfloat16, SH> (rv); break;
-    }
-  } else if (dt == VIMK_BF16 && gdt == VIMK_F32) {
-    fn = pick_rv<__nv_bfloat16, float, SH> (rv);
-  }
-  return { fn, SH::kThreads, SH::kChains,
-    SH::smem (ldd, (int) vimk_dtype_size (dt), (int) vimk_dtype_size (gdt)) };
-}
-
 /* The shape measured best on an H200 (bench/RESULTS.md, nineteenth
  * session): against 4 lanes x 4 states (fewer instructions a state-step,
  * but fewer warps), parts of 16 steps (more barriers) and blocks of 64
  * threads, all slower at Vim-Ti 224 batch 8 and 1248 px batch 8 */
 typedef Shape<8, 128, 32, 5> StreamShape;
 
-StreamKernel pick (VimkDType dt, VimkDType gdt, int rv, int ldd)
+struct StreamKernel {
+  template <typename T, typename TG, int RV>
+  static StreamFn get () { return scan_stream<T, TG, RV, StreamShape>; }
+};
+
+size_t stream_smem (VimkDType dt, VimkDType gdt, int ldd)
 {
-  return pick_shape<StreamShape> (dt, gdt, rv, ldd);
+  return StreamShape::smem (ldd, (int) vimk_dtype_size (dt), (int) vimk_dtype_size (gdt));
 }
 
 } // namespace
@@ -314,36 +273,20 @@ StreamKernel pick (VimkDType dt, VimkDType gdt, int rv, int ldd)
 bool
 stream_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt)
 {
-  const StreamKernel k = pick (dt, gdt, a->r_pad / 4, a->ldd);
-  if (a->N != 16 || k.fn == nullptr || a->E % k.chains != 0)
+  if (a->N != StreamShape::kN || a->E % StreamShape::kChains != 0
+      || pick_typed_kernel<StreamKernel> (dt, gdt, a->r_pad / 4) == nullptr
+      || !whole_rows_fit (a, dt, gdt))
     return false;
-  /* dt_proj<RV, false> reads RV whole columns of each staged row */
-  if (4 * rv_columns (a->r_pad / 4) > a->ldd || a->b_off + 2 * a->N > a->ldd)
-    return false;
-  /* 16-byte copies: rows, and a block's channels of u and gate at any
-   * block's first channel, either direction (E) and any token */
-  const size_t ts = vimk_dtype_size (dt), gs = vimk_dtype_size (gdt);
-  if ((uintptr_t) a->dbl % 16 != 0 || (uintptr_t) a->xy % 16 != 0 || (uintptr_t) a->gate % 16 != 0
-      || (a->E * ts) % 16 != 0 || (a->ld_xy * ts) % 16 != 0 || (a->ld_gate * gs) % 16 != 0)
-    return false;
-  return k.smem <= (size_t) device_attribute (cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 * 1024);
+  return stream_smem (dt, gdt, a->ldd)
+      <= (size_t) device_attribute (cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 * 1024);
 }
 
 cudaError_t
 stream_launch (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls, cudaStream_t stream)
 {
-  const StreamKernel k = pick (dt, gdt, a->r_pad / 4, a->ldd);
-  if (k.fn == nullptr)
-    return cudaErrorInvalidValue;
-  if (k.smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute ((const void *) k.fn,
-        cudaFuncAttributeMaxDynamicSharedMemorySize, (int) k.smem);
-    if (e != cudaSuccess)
-      return e;
-  }
-  dim3 grid ((unsigned) (a->E / k.chains), 2u, (unsigned) a->nseq);
-  k.fn<<<grid, k.threads, k.smem, stream>>> (*a, Ls);
-  return cudaGetLastError ();
+  dim3 grid ((unsigned) (a->E / StreamShape::kChains), 2u, (unsigned) a->nseq);
+  return launch_whole (pick_typed_kernel<StreamKernel> (dt, gdt, a->r_pad / 4), grid,
+      StreamShape::kThreads, stream_smem (dt, gdt, a->ldd), a, Ls, stream);
 }
 
 } // namespace scan

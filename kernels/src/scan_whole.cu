@@ -133,12 +133,9 @@ scan_whole (VimkScanArgs a, int Ls)
 
   /* dt_proj weights of the channel this thread serves in the (step,
    * channel) phases: kThreads is a multiple of 8, so always the same one */
-  const int cq = tid % kChains;
-  const int64_t pq = (int64_t) dir * E + c0 + cq;
-  const int rv = a.r_pad / 4;
+  const int cq = tid % kChains, rv = a.r_pad / 4;
   float4 wd[RV];
-  load_dt_weights<RV> (wd, a.Wdt + pq * a.r_pad, rv);
-  const float bdt = a.bdt[pq];
+  const float bdt = chain_dt_proj<RV> (wd, a, (int64_t) dir * E + c0 + cq);
 
   /* this lane's chain and state in the scan phase */
   const int cl = tid / kLanes, n = tid % kLanes;
@@ -160,13 +157,9 @@ scan_whole (VimkScanArgs a, int Ls)
   /* delta and delta u of (step s, channel cq); past Ls zero, which leaves
    * the state as it is */
   auto delta_of = [&] (int s) {
-    float delta = 0.f, u = 0.f;
-    if (s < Ls) {
-      const float v = dt_proj<RV, false> ((const float4 *) (rows + (size_t) s * ldd), wd, rv, bdt);
-      delta = sizeof (T) == 2 ? softplus_lg2 (v) : softplus_f (v);
-      u = Cvt<T>::load (su[s * kChains + cq]);
-    }
-    dd[s * kChains + cq] = make_float2 (delta, delta * u);
+    dd[s * kChains + cq] = s < Ls
+        ? step_delta<T, RV> (rows + (size_t) s * ldd, wd, rv, bdt, su[s * kChains + cq])
+        : make_float2 (0.f, 0.f);
   };
   /* the part's outputs, 16-byte pieces of the block's 8 channels */
   auto copy_out = [&] (int p) {
@@ -227,10 +220,8 @@ scan_whole (VimkScanArgs a, int Ls)
     auto finish = [&] (int tp) {
       butterfly<kLanes, kLanes / 2> (qp, n);
       const int s = tp + n;
-      const float u = Cvt<T>::load (su[s * kChains + cl]);
-      const float g = Cvt<TG>::load (sg[s * kChains + cl]);
-      const float gv = gate_silu ? silu_act<T> (g) : g;
-      const T y = Cvt<T>::store ((qp[0] + Dv * u) * gv);
+      const T y = gated_output<T, TG> (qp[0], Dv, su[s * kChains + cl], sg[s * kChains + cl],
+          gate_silu);
       if (s < Ls)
         su[s * kChains + cl] = y;
     };
@@ -267,69 +258,32 @@ scan_whole (VimkScanArgs a, int Ls)
 
 typedef void (*WholeFn) (VimkScanArgs, int);
 
-template <typename T, typename TG>
-WholeFn pick_rv (int rv)
-{
-  switch (rv_columns (rv)) {
-    case 3: return scan_whole<T, TG, 3>;
-    case 6: return scan_whole<T, TG, 6>;
-    case 12: return scan_whole<T, TG, 12>;
-    case 16: return scan_whole<T, TG, 16>;
-    default: return nullptr;
-  }
-}
-
-WholeFn pick (VimkDType dt, VimkDType gdt, int rv)
-{
-  if (gdt == dt) {
-    switch (dt) {
-      case VIMK_F32: return pick_rv<float, float> (rv);
-      case VIMK_F16: return pick_rv<__half, __half> (rv);
-      case VIMK_BF16: return pick_rv<__nv_bfloat16, __nv_bfloat16> (rv);
-    }
-  } else if (dt == VIMK_BF16 && gdt == VIMK_F32) {
-    return pick_rv<__nv_bfloat16, float> (rv);
-  }
-  return nullptr;
-}
+struct WholeKernel {
+  template <typename T, typename TG, int RV>
+  static WholeFn get () { return scan_whole<T, TG, RV>; }
+};
 
 } // namespace
 
 bool
 whole_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls)
 {
-  if (a->N != kLanes || a->E % kChains != 0 || pick (dt, gdt, a->r_pad / 4) == nullptr)
+  if (a->N != kLanes || a->E % kChains != 0
+      || pick_typed_kernel<WholeKernel> (dt, gdt, a->r_pad / 4) == nullptr
+      || !whole_rows_fit (a, dt, gdt))
     return false;
-  /* dt_proj<RV, false> reads RV whole columns of each staged row */
-  if (4 * rv_columns (a->r_pad / 4) > a->ldd || a->b_off + 2 * a->N > a->ldd)
-    return false;
-  /* 16-byte copies: rows, and 8 channels of u and gate at any block's
-   * first channel (a multiple of 8), either direction (E) and any token */
-  const size_t ts = vimk_dtype_size (dt), gs = vimk_dtype_size (gdt);
-  if ((uintptr_t) a->dbl % 16 != 0 || (uintptr_t) a->xy % 16 != 0 || (uintptr_t) a->gate % 16 != 0
-      || (a->E * ts) % 16 != 0 || (a->ld_xy * ts) % 16 != 0 || (a->ld_gate * gs) % 16 != 0)
-    return false;
-  return layout (Ls, a->ldd, (int) ts, (int) gs).total
+  return layout (Ls, a->ldd, (int) vimk_dtype_size (dt), (int) vimk_dtype_size (gdt)).total
       <= (size_t) device_attribute (cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 * 1024);
 }
 
 cudaError_t
 whole_launch (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls, cudaStream_t stream)
 {
-  WholeFn fn = pick (dt, gdt, a->r_pad / 4);
-  if (fn == nullptr)
-    return cudaErrorInvalidValue;
   const size_t smem = layout (Ls, a->ldd, (int) vimk_dtype_size (dt),
       (int) vimk_dtype_size (gdt)).total;
-  if (smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute ((const void *) fn,
-        cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem);
-    if (e != cudaSuccess)
-      return e;
-  }
   dim3 grid ((unsigned) (a->E / kChains), 2u, (unsigned) a->nseq);
-  fn<<<grid, kThreads, smem, stream>>> (*a, Ls);
-  return cudaGetLastError ();
+  return launch_whole (pick_typed_kernel<WholeKernel> (dt, gdt, a->r_pad / 4), grid, kThreads,
+      smem, a, Ls, stream);
 }
 
 } // namespace scan

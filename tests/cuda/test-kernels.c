@@ -355,6 +355,31 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
   free (ref); free (h); free (out);
 }
 
+/* A case for the whole-chain kernels (V5, V6): sequences, length,
+ * channels, dt_rank, the channel past the softplus threshold (-1: none),
+ * lanes and chunks asked for (which they ignore), SiLU(z) as the gate,
+ * chains stopping after `steps` tokens, an fp32 gate (bf16 only) */
+typedef struct {
+  int nseq, L, E, R, thr, lanes, chunks, silu, steps, gate_f32;
+} WholeCase;
+
+static void
+test_scan_whole_cases (int dt, int version, const WholeCase *cases, int n)
+{
+  scan_version = version;
+  for (int i = 0; i < n; i++) {
+    const WholeCase *w = &cases[i];
+    if (w->gate_f32 && dt != 2)
+      continue;
+    scan_gate_silu = w->silu;
+    scan_steps = w->steps;
+    test_scan (dt, w->nseq, w->L, w->E, 16, w->R, w->lanes, w->lanes ? 0 : -1, w->thr, w->chunks,
+        w->gate_f32 ? 0 : dt);
+  }
+  scan_gate_silu = 0;
+  scan_steps = 0;
+}
+
 /* ---- embed ---- */
 static void
 test_embed (int dt, int nseq, int H, int W, int P, int stride, int with_cls)
@@ -599,42 +624,26 @@ main (void)
      * of 5-60 (kernels of 3, 6, 12 and 16 columns), softplus past its
      * threshold, SiLU(z), chains that stop at a middle token, bf16 with
      * an fp32 gate, and lanes/chunks given (ignored) */
-    scan_version = 5;
-    test_scan (dt, 2, 53, 40, 16, 12, 0, -1, -1, 0, dt);
-    test_scan (dt, 1, 197, 64, 16, 12, 0, -1, 3, 0, dt);
-    test_scan (dt, 3, 7, 24, 16, 5, 0, -1, -1, 0, dt);
-    test_scan (dt, 1, 77, 96, 16, 24, 4, 0, -1, 16, dt);
-    test_scan (dt, 2, 40, 16, 16, 48, 0, -1, 5, 0, dt);
-    test_scan (dt, 1, 301, 32, 16, 60, 0, -1, -1, 0, dt);
-    scan_gate_silu = 1;
-    test_scan (dt, 2, 197, 64, 16, 12, 0, -1, -1, 0, dt);
-    scan_steps = 99;
-    test_scan (dt, 2, 197, 64, 16, 12, 0, -1, -1, 0, dt);
-    scan_steps = 0;
-    if (dt == 2)
-      test_scan (dt, 2, 53, 64, 16, 12, 0, -1, -1, 0, 0);
-    scan_gate_silu = 0;
+    static const WholeCase v5_cases[] = {
+      { 2, 53, 40, 12, -1 }, { 1, 197, 64, 12, 3 }, { 3, 7, 24, 5, -1 },
+      { 1, 77, 96, 24, -1, 4, 16 }, { 2, 40, 16, 48, 5 }, { 1, 301, 32, 60, -1 },
+      { 2, 197, 64, 12, -1, .silu = 1 }, { 2, 197, 64, 12, -1, .silu = 1, .steps = 99 },
+      { 2, 53, 64, 12, -1, .silu = 1, .gate_f32 = 1 },
+    };
+    test_scan_whole_cases (dt, 5, v5_cases, (int) (sizeof v5_cases / sizeof v5_cases[0]));
     /* V6, chains streamed through a ring of parts: one part and fewer
      * steps than a tile, lengths not a multiple of a tile or a part,
      * more parts than the ring holds (1025, 2000 steps), dt_proj rows of
      * 5-60, softplus past its threshold, SiLU(z), chains that stop at a
      * middle token, bf16 with an fp32 gate, lanes/chunks given (ignored) */
-    scan_version = 6;
-    test_scan (dt, 2, 53, 48, 16, 12, 0, -1, -1, 0, dt);
-    test_scan (dt, 3, 7, 16, 16, 5, 0, -1, 2, 0, dt);
-    test_scan (dt, 1, 197, 64, 16, 12, 0, -1, 3, 0, dt);
-    test_scan (dt, 1, 1025, 32, 16, 24, 4, 0, -1, 16, dt);
-    test_scan (dt, 2, 40, 16, 16, 48, 0, -1, 5, 0, dt);
-    test_scan (dt, 1, 2000, 16, 16, 60, 0, -1, -1, 0, dt);
-    test_scan (dt, 1, 160, 32, 16, 12, 0, -1, -1, 0, dt);
-    scan_gate_silu = 1;
-    test_scan (dt, 2, 301, 64, 16, 12, 0, -1, -1, 0, dt);
-    scan_steps = 99;
-    test_scan (dt, 2, 197, 64, 16, 12, 0, -1, -1, 0, dt);
-    scan_steps = 0;
-    if (dt == 2)
-      test_scan (dt, 2, 77, 64, 16, 12, 0, -1, -1, 0, 0);
-    scan_gate_silu = 0;
+    static const WholeCase v6_cases[] = {
+      { 2, 53, 48, 12, -1 }, { 3, 7, 16, 5, 2 }, { 1, 197, 64, 12, 3 },
+      { 1, 1025, 32, 24, -1, 4, 16 }, { 2, 40, 16, 48, 5 }, { 1, 2000, 16, 60, -1 },
+      { 1, 160, 32, 12, -1 }, { 2, 301, 64, 12, -1, .silu = 1 },
+      { 2, 197, 64, 12, -1, .silu = 1, .steps = 99 },
+      { 2, 77, 64, 12, -1, .silu = 1, .gate_f32 = 1 },
+    };
+    test_scan_whole_cases (dt, 6, v6_cases, (int) (sizeof v6_cases / sizeof v6_cases[0]));
     scan_version = 2;
     scan_gate_silu = 1;
     test_scan (dt, 2, 53, 44, 16, 12, 2, 0, -1, 2, dt);
