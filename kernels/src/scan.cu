@@ -375,9 +375,9 @@ ScanFn pick (VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp, int ver)
 
 /* VIM_CUDA_SCAN_VERSION=1, 2 or 3: an earlier kernel, kept for A/B timing
  * (bench/scan-ab-device.sh); VIM_CUDA_SCAN_V1=1 is the older spelling of 1;
- * 4: V4 only, 5: V5 wherever it fits, 6: V6 wherever it fits. Unset: 0, vimk_scan's own choice (V5
- * for few chains, else V4). VimkScanArgs.version, when set, wins (the tests
- * run every version). */
+ * 4: V4 only, 5: V5 wherever it fits, 6: V6 wherever it fits. Unset: 0,
+ * vimk_scan's own choice (V5 for few chains, V6 for mid-sized batches, else
+ * V4). VimkScanArgs.version, when set, wins (the tests run every version). */
 int scan_version ()
 {
   static int v = -1;
@@ -592,6 +592,19 @@ vimk_scan_workspace_bytes (int nseq, int E, int N, int chunks)
   return (size_t) nseq * 2 * chunks * E * (N + 1) * sizeof (float) + 256;
 }
 
+/* Whether vimk_scan takes version v (5 or 6) for these arguments, before
+ * checking that it fits: where asked for (VimkScanArgs.version or
+ * VIM_CUDA_SCAN_VERSION) or, where nothing is asked for, where its switch
+ * (env: 0, 1, -1 unset) says 1 or, unset, where its rule holds */
+static bool
+scan_takes (const VimkScanArgs *a, int v, int env, bool rule)
+{
+  const int ver = a->version >= 1 && a->version <= 6 ? a->version : scan_version ();
+  const bool own_choice = ver == 0 && a->lanes <= 0 && a->chunks <= 0
+      && (env == 1 || (env < 0 && rule));
+  return ver == v || own_choice;
+}
+
 /* Whether vimk_scan runs V5 (scan_whole.cu) for these arguments, chains of
  * Ls steps: where asked for (version 5, VIM_CUDA_SCAN_WHOLE=1) and, where
  * nothing else is asked for, with one to three of its blocks of 8 chains
@@ -606,20 +619,17 @@ vimk_scan_workspace_bytes (int nseq, int E, int N, int chunks)
 static bool
 scan_uses_whole (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, int Ls)
 {
-  const int ver = a->version >= 1 && a->version <= 6 ? a->version : scan_version ();
-  const int env = scan_whole_env ();
   const int64_t blocks = (int64_t) a->nseq * 2 * a->E / 8, sms = sm_count ();
   const bool rule = a->R <= 32 && blocks >= sms && blocks <= 3 * sms;
-  const bool own_choice = ver == 0 && a->lanes <= 0 && a->chunks <= 0
-      && (env == 1 || (env < 0 && rule));
-  return (ver == 5 || own_choice) && scan::whole_fits (a, dt, gdt, Ls);
+  return scan_takes (a, 5, scan_whole_env (), rule) && scan::whole_fits (a, dt, gdt, Ls);
 }
 
 /* Whether vimk_scan runs V6 (scan_stream.cu) for these arguments: where
  * asked for (version 6, VIM_CUDA_SCAN_STREAM=1) and, where nothing else is
  * asked for, with two to three and a half of its blocks of 16 chains per
- * SM, dt_rank <= 32 and no scan on another stream beside it. Measured on an H200 against the planner's V4 and
- * V5 (bench/RESULTS.md, nineteenth session, fp16): faster with 2.2-2.9
+ * SM, dt_rank <= 32 and no scan on another stream beside it. Measured on
+ * an H200 against the planner's V4 and V5 (bench/RESULTS.md, nineteenth
+ * session, fp16): faster with 2.2-2.9
  * blocks per SM (Vim-Ti 224 batch 6 -15%, batch 8 -13.5%, bf16 -12.5%,
  * fp32 -6%; Vim-Ti 512 batch 8 -13%; Vim-S 224 and 512 batch 4 -15% and
  * -17%), where V4 chunks chains and runs their steps twice; slower with
@@ -632,13 +642,9 @@ scan_uses_whole (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, int Ls)
 static bool
 scan_uses_stream (VimkDType dt, VimkDType gdt, const VimkScanArgs *a)
 {
-  const int ver = a->version >= 1 && a->version <= 6 ? a->version : scan_version ();
-  const int env = scan_stream_env ();
   const int64_t blocks = (int64_t) a->nseq * 2 * a->E / 16, sms = sm_count ();
   const bool rule = a->R <= 32 && a->concurrent <= 0 && blocks >= 2 * sms && 2 * blocks <= 7 * sms;
-  const bool own_choice = ver == 0 && a->lanes <= 0 && a->chunks <= 0
-      && (env == 1 || (env < 0 && rule));
-  return (ver == 6 || own_choice) && scan::stream_fits (a, dt, gdt);
+  return scan_takes (a, 6, scan_stream_env (), rule) && scan::stream_fits (a, dt, gdt);
 }
 
 static VimkDType
@@ -653,18 +659,23 @@ scan_steps (const VimkScanArgs *a)
   return a->steps > 0 && a->steps < a->L ? a->steps : a->L;
 }
 
+/* arguments vimk_scan launches anything for */
+static bool
+scan_runs (const VimkScanArgs *a)
+{
+  return a->nseq > 0 && a->L > 0 && vimk_scan_supported (a->N, a->R);
+}
+
 extern "C" int
 vimk_scan_whole (VimkDType dt, const VimkScanArgs *a)
 {
-  return a->nseq > 0 && a->L > 0 && vimk_scan_supported (a->N, a->R)
-      && scan_uses_whole (dt, gate_type (dt, a), a, scan_steps (a));
+  return scan_runs (a) && scan_uses_whole (dt, gate_type (dt, a), a, scan_steps (a));
 }
 
 extern "C" int
 vimk_scan_stream (VimkDType dt, const VimkScanArgs *a)
 {
-  return a->nseq > 0 && a->L > 0 && vimk_scan_supported (a->N, a->R)
-      && scan_uses_stream (dt, gate_type (dt, a), a);
+  return scan_runs (a) && scan_uses_stream (dt, gate_type (dt, a), a);
 }
 
 extern "C" cudaError_t

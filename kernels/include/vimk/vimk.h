@@ -138,7 +138,8 @@ typedef struct {
   int lanes, chunks;
   int poly_exps;
   /* kernel version (1-6; 0 = VIM_CUDA_SCAN_VERSION or vimk_scan's own
-   * choice: V5, one launch of whole chains, for few chains, else V4); a
+   * choice: V5 or V6, one launch of whole chains, for few chains or
+   * mid-sized batches, else V4); a
    * version that cannot run these arguments falls back to an older one
    * (V5 and V6 to V4). V5 and V6 ignore lanes and chunks. */
   int version;
