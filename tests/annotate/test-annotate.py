@@ -301,9 +301,14 @@ def test_resume(tmp):
         check(open(os.path.join(full, n), 'rb').read() == open(os.path.join(part, n), 'rb').read(),
               '%s differs from the uninterrupted run' % n)
     # the summaries agree but for the wall-clock columns (seconds, fps) and skipped
+    # (the error text too, except where the watchdog caught uridecodebin's
+    # rare hang on the truncated clip in one of the runs: see run_annotate)
     a = read_summary(os.path.join(full, 'summary.csv'))
     for path, row in rows.items():
         for k in ('path', 'output', 'status', 'frames', 'classes', 'error'):
+            if k == 'error' and row['status'] == 'error' and (
+                    row[k].startswith('stalled:') or a[path][k].startswith('stalled:')):
+                continue
             check(row[k] == a[path][k], 'summary %s of %s: %r vs %r' % (k, path, row[k], a[path][k]))
     print('%d outputs byte-identical after kill -9 and resume' % len(names))
 
