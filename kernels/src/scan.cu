@@ -666,10 +666,13 @@ scan_runs (const VimkScanArgs *a)
   return a->nseq > 0 && a->L > 0 && vimk_scan_supported (a->N, a->R);
 }
 
+/* in vimk_scan's order: V6 before V5 */
 extern "C" int
 vimk_scan_whole (VimkDType dt, const VimkScanArgs *a)
 {
-  return scan_runs (a) && scan_uses_whole (dt, gate_type (dt, a), a, scan_steps (a));
+  const VimkDType gdt = gate_type (dt, a);
+  return scan_runs (a) && !scan_uses_stream (dt, gdt, a)
+      && scan_uses_whole (dt, gdt, a, scan_steps (a));
 }
 
 extern "C" int
