@@ -44,8 +44,9 @@
  * VIM_CUDA_DBL_ALIGN=4|16, VIM_CUDA_LAST_STEPS=0, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1,
  * VIM_CUDA_GEMM=lt or tuned (cuBLASLt, gemm_cuda.c; default cuBLAS) and,
  * read by the kernels, VIM_CUDA_SCAN_VERSION=1/2/3 for an earlier scan,
- * VIM_CUDA_SCAN_BLOCKS_PER_SM (0 = no cap on the scan's blocks per SM) and
- * VIM_CUDA_SCAN_DT_MMA=0 (dt_proj with FMAs instead of the tensor cores).
+ * VIM_CUDA_SCAN_BLOCKS_PER_SM (0 = no cap on the scan's blocks per SM),
+ * VIM_CUDA_SCAN_DT_MMA=0 (dt_proj with FMAs instead of the tensor cores) and
+ * VIM_CUDA_LAYER_CARVEOUT=-1 (the driver chooses every L1 / shared split).
  */
 #include "vim-private.h"
 #include "vim-build-config.h"

@@ -314,6 +314,8 @@ cudaError_t launch_quad (VimkDType xz_dt, VimkDType xc_dt, const void *xz, void 
   dim3 g4 ((unsigned) cdiv (quads, threads), (unsigned) cdiv (L, kTile * NT), (unsigned) nseq);
   const float4 *w4 = (const float4 *) conv_w;
   if (xz_dt == VIMK_F32 && xc_dt == VIMK_BF16) {
+    prefer_carveout ((const void *) conv_quad_kernel<float, __nv_bfloat16, kTile, NT>,
+        layer_carveout ());
     conv_quad_kernel<float, __nv_bfloat16, kTile, NT><<<g4, threads, 0, stream>>> ((const float *) xz,
         (__nv_bfloat16 *) xc, w4, conv_b, L, E);
     return cudaGetLastError ();
@@ -321,6 +323,7 @@ cudaError_t launch_quad (VimkDType xz_dt, VimkDType xc_dt, const void *xz, void 
   if (xz_dt != xc_dt)
     return cudaErrorInvalidValue;
   VIMK_DISPATCH_DTYPE (xz_dt, T,
+      prefer_carveout ((const void *) conv_quad_kernel<T, T, kTile, NT>, layer_carveout ()),
       conv_quad_kernel<T, T, kTile, NT><<<g4, threads, 0, stream>>> ((const T *) xz, (T *) xc,
           w4, conv_b, L, E));
   return cudaGetLastError ();
@@ -334,6 +337,8 @@ cudaError_t launch_pair (VimkDType xz_dt, VimkDType xc_dt, void *xz, void *xc,
   const int threads = pairs >= 64 ? 64 : 32 * (int) cdiv (pairs, 32);
   dim3 g2 ((unsigned) cdiv (pairs, threads), (unsigned) cdiv (L, kTile), (unsigned) nseq);
   if (xz_dt == VIMK_F32 && xc_dt == VIMK_BF16) {
+    prefer_carveout ((const void *) conv_gate_pair_kernel<float, __nv_bfloat16, kTile, GATE>,
+        layer_carveout ());
     conv_gate_pair_kernel<float, __nv_bfloat16, kTile, GATE><<<g2, threads, 0, stream>>> ((float *) xz,
         (__nv_bfloat16 *) xc, conv_w, conv_b, L, E);
     return cudaGetLastError ();
@@ -341,6 +346,8 @@ cudaError_t launch_pair (VimkDType xz_dt, VimkDType xc_dt, void *xz, void *xc,
   if (xz_dt != xc_dt)
     return cudaErrorInvalidValue;
   VIMK_DISPATCH_DTYPE (xz_dt, T,
+      prefer_carveout ((const void *) conv_gate_pair_kernel<T, T, kTile, GATE>,
+          layer_carveout ()),
       conv_gate_pair_kernel<T, T, kTile, GATE><<<g2, threads, 0, stream>>> ((T *) xz, (T *) xc,
           conv_w, conv_b, L, E));
   return cudaGetLastError ();

@@ -138,6 +138,7 @@ cudaError_t launch_rmsnorm (VimkDType dt, const float *x, int64_t ldx, const flo
   const int threads = 256;
   dim3 grid ((unsigned) cdiv ((int64_t) rows * (LPR > 0 ? LPR : 32), threads));
   VIMK_DISPATCH_DTYPE (dt, T,
+      prefer_carveout ((const void *) rmsnorm_kernel<T, LPR>, layer_carveout ()),
       rmsnorm_kernel<T, LPR><<<grid, threads, 0, stream>>> (x, ldx, w, (T *) out, ldo, rows,
           D, eps));
   return cudaGetLastError ();

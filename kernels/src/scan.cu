@@ -428,6 +428,24 @@ bool scan_dt_mma_env ()
   return v != 0;
 }
 
+/* The smallest L1 / shared split (percent) that holds as many blocks of fn
+ * (kThreads, smem bytes each) per SM as its registers allow, so the SM runs
+ * the scan and the other pass's rmsnorm and conv (layer_carveout, common.cuh)
+ * in the same configuration where it can; -1 where it cannot be read */
+int fitting_carveout (const void *fn, size_t smem)
+{
+  int blocks = 0;
+  const int per_sm = device_attribute (cudaDevAttrMaxSharedMemoryPerMultiprocessor, 0);
+  const int reserved = device_attribute (cudaDevAttrReservedSharedMemoryPerBlock, 0);
+  if (per_sm <= 0
+      || cudaOccupancyMaxActiveBlocksPerMultiprocessor (&blocks, fn, kThreads, smem) != cudaSuccess) {
+    (void) cudaGetLastError ();
+    return -1;
+  }
+  const int64_t need = (int64_t) blocks * ((int64_t) smem + reserved);
+  return (int) std::min ((int64_t) 100, cdiv (need * 100, (int64_t) per_sm));
+}
+
 /* VIM_CUDA_SCAN_BLOCKS_PER_SM: at most this many scan blocks per SM (0 = no
  * cap, unset = vimk_scan's rule below) */
 int scan_blocks_cap_env ()
@@ -793,6 +811,12 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
       return e;
   }
   dim3 grid ((unsigned) cdiv (a->E, cpb), (unsigned) (2 * P), (unsigned) a->nseq);
+  if (cap == 0 && layer_carveout () >= 0) {
+    const int c = fitting_carveout ((const void *) main_fn, smem);
+    prefer_carveout ((const void *) main_fn, c);
+    if (sum_fn)
+      prefer_carveout ((const void *) sum_fn, c);
+  }
   if (P > 1) {
     sum_fn<<<grid, kThreads, smem, stream>>> (sp);
     cudaError_t e = cudaGetLastError ();
