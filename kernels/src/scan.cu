@@ -442,6 +442,8 @@ int fitting_carveout (const void *fn, size_t smem)
     (void) cudaGetLastError ();
     return -1;
   }
+  if (blocks <= 0)
+    return -1;                                /* the launch itself will say why */
   const int64_t need = (int64_t) blocks * ((int64_t) smem + reserved);
   return (int) std::min ((int64_t) 100, cdiv (need * 100, (int64_t) per_sm));
 }
