@@ -150,29 +150,27 @@ __device__ __forceinline__ float softplus_f (float v)
 
 __host__ __device__ inline int64_t cdiv (int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-} // namespace vimk
-
 /* The L1 / shared-memory split (percent of an SM's largest shared memory)
  * that the layer kernels with little shared memory of their own (rmsnorm,
- * conv) ask for; the one-lane V4 scan asks for the smallest split that holds
- * its blocks (scan.cu, fitting_carveout), which for Vim-Ti and Vim-S at
- * 224 px is the same configuration. Why: two passes run side by side at
- * large batches, and an SM holds blocks of two kernels only at one split.
- * Left to the driver, a kernel without shared memory gets the largest L1 and
- * the scan another split, so the other pass's conv and rmsnorm blocks wait
- * for SMs that the scan has left. On an H200 (fp16 unless said, median of
+ * conv) ask for; the V1-V4 scan, where its blocks per SM are not capped,
+ * asks for the smallest split that holds its blocks (scan.cu,
+ * fitting_carveout), which for Vim-Ti and Vim-S at 224 px is the same
+ * configuration. Why: two passes run side by side at large batches, and an
+ * SM holds blocks of two kernels only at one split. Left to the driver, a
+ * kernel without shared memory gets the largest L1 and the scan another
+ * split, so the other pass's conv and rmsnorm blocks wait for SMs that the
+ * scan has left. On an H200 (fp16 unless said, median of
  * three rounds; bench/RESULTS.md, twenty-first session): Vim-Ti 224 batch
  * 256 -0.4%, bf16 -1.9%, Vim-S 256 -1.3%, Vim-B 256 -1.3%, Vim-Ti 512 batch
  * 32 -1.6%, 1248 batch 8 -0.5%, batches 1-64 unchanged.
  * VIM_CUDA_LAYER_CARVEOUT=-1 leaves every split to the driver, K asks for K. */
 inline int layer_carveout ()
 {
-  static int v = -2;
-  if (v == -2) {
+  static const int v = [] {
     const char *e = getenv ("VIM_CUDA_LAYER_CARVEOUT");
     const int x = e != nullptr && e[0] != '\0' ? atoi (e) : 50;
-    v = x < -1 || x > 100 ? 50 : x;
-  }
+    return x < -1 || x > 100 ? 50 : x;
+  } ();
   return v;
 }
 
@@ -184,6 +182,8 @@ inline void prefer_carveout (const void *fn, int c)
       != cudaSuccess)
     (void) cudaGetLastError ();
 }
+
+} // namespace vimk
 
 #define VIMK_DISPATCH_DTYPE(dt, T, ...) \
   do { \
