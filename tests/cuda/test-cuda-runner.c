@@ -6,7 +6,8 @@
  * --cpu-batch N   CUDA (each precision) vs the CPU runner on N random inputs:
  *                 max|a-b|/max|b| <= 1e-4 (fp32), <= 2e-2 (fp16, bf16)
  * --batch N       CUDA on a batch of N; images 0, N/2, N-1 again alone (batch
- *                 invariance) and the first --cpu-batch of them vs the CPU
+ *                 invariance), the first --cpu-batch of them vs the CPU, and the
+ *                 batch's CUDA graph replay vs its first (eager) run
  * --top1 N        fp16 and bf16 vs CUDA fp32 on N random inputs: error as
  *                 above and the same top-1 on >= 99% of them
  * --classify      classify(frames) == forward(preprocess(frames)), host and
@@ -124,6 +125,12 @@ check_batch (VimPrecision *precs, int np)
   for (int i = 0; i < np; i++) {
     VimRunner *r = tu_make_runner (model, VIM_DEVICE_CUDA, precs[i]);
     float *all = run (r, in, n);
+    /* the second call captures a CUDA graph, the third replays it */
+    float *again = run (r, in, n);
+    g_free (again);
+    again = run (r, in, n);
+    double replay = rel (again, all, n);
+    g_free (again);
     double worst = 0;
     for (int k = 0; k < 3; k++) {
       float *one = run (r, in + (size_t) picks[k] * tu_image_floats (cfg), 1);
@@ -131,8 +138,11 @@ check_batch (VimPrecision *precs, int np)
       g_free (one);
     }
     double e = ref ? rel (all, ref, ncpu) : 0;
-    printf ("%s %dx%d cuda %s batch %d: vs alone %.3g, first %d vs cpu %.3g\n", cfg->name,
-        cfg->image_height, cfg->image_width, tu_precision_name (precs[i]), n, worst, ncpu, e);
+    printf ("%s %dx%d cuda %s batch %d: vs alone %.3g, first %d vs cpu %.3g, graph replay vs "
+        "first run %.3g\n", cfg->name, cfg->image_height, cfg->image_width,
+        tu_precision_name (precs[i]), n, worst, ncpu, e, replay);
+    CHECK (replay <= prec_tol (precs[i]), "%s batch %d graph replay: %.3g",
+        tu_precision_name (precs[i]), n, replay);
     CHECK (worst <= prec_tol (precs[i]), "%s batch %d vs alone: %.3g", tu_precision_name (precs[i]), n, worst);
     CHECK (e <= prec_tol (precs[i]), "%s batch %d vs CPU: %.3g", tu_precision_name (precs[i]), n, e);
     g_free (all);
