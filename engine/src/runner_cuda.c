@@ -1,6 +1,8 @@
-/* The CUDA backend: weights on the device (shared per model, context and
- * precision), the forward pass as cuBLAS GEMMs plus the kernels of
- * kernels/, replayed as CUDA graphs, and preprocessing on the GPU.
+/* The CUDA runner: workspace, passes and the forward pass as cuBLAS GEMMs
+ * plus the kernels of kernels/, replayed as CUDA graphs. The rest of the
+ * backend: cuda_driver.c (errors, driver entry points), weights_cuda.c
+ * (weights on the device, shared per model, context and precision),
+ * preprocess_cuda.c (frames to input on the GPU), segment_cuda.c (masks).
  *
  * One layer, token-major (rows = images x L tokens), T = compute type:
  *
@@ -51,8 +53,7 @@
 #include "vim-private.h"
 #include "vim-build-config.h"
 #include "cuda_bench.h"
-#include "half.h"
-#include "gemm_cuda.h"
+#include "runner_cuda.h"
 
 #include <cuda.h>
 #include <cuda_runtime_api.h>
@@ -63,580 +64,17 @@
 
 #include "vimk/vimk.h"
 
-#ifndef VIM_CUDA_MIN_SM
-#define VIM_CUDA_MIN_SM 90
-#endif
-
-/* ---- errors ------------------------------------------------------------- */
-
-static const char *
-cuda_reason (cudaError_t e)
-{
-  switch (e) {
-    case cudaErrorNoDevice:
-      return "no CUDA-capable GPU is present";
-    case cudaErrorInsufficientDriver:
-      return "the NVIDIA driver is too old for this build's CUDA runtime";
-    case cudaErrorMemoryAllocation:
-      return "out of device memory";
-    case cudaErrorNoKernelImageForDevice:
-      return "this build has no kernels for this GPU's architecture";
-    default:
-      return cudaGetErrorString (e);
-  }
-}
-
-static gboolean
-cuda_fail (GError **error, cudaError_t e, const char *what)
-{
-  g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "CUDA: %s: %s (%s)", what,
-      cuda_reason (e), cudaGetErrorName (e));
-  return FALSE;
-}
-
-#define CK(expr, what) \
-  do { \
-    cudaError_t e_ = (expr); \
-    if (e_ != cudaSuccess) \
-      return cuda_fail (error, e_, what); \
-  } while (0)
-
-#define CKB(expr, what) \
-  do { \
-    cublasStatus_t s_ = (expr); \
-    if (s_ != CUBLAS_STATUS_SUCCESS) { \
-      g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "cuBLAS: %s: %s (status %d)", \
-          what, vim_cublas_reason (s_), (int) s_); \
-      return FALSE; \
-    } \
-  } while (0)
-
-/* ---- driver entry points (no link against libcuda) ----------------------- */
-
-typedef CUresult (*FnInit) (unsigned int);
-typedef CUresult (*FnCtxGetCurrent) (CUcontext *);
-typedef CUresult (*FnCtxPushCurrent) (CUcontext);
-typedef CUresult (*FnCtxPopCurrent) (CUcontext *);
-typedef CUresult (*FnCtxGetDevice) (CUdevice *);
-typedef CUresult (*FnDeviceGet) (CUdevice *, int);
-typedef CUresult (*FnPrimaryRetain) (CUcontext *, CUdevice);
-typedef CUresult (*FnPrimaryRelease) (CUdevice);
-
-static struct {
-  gsize once;
-  gboolean ok;
-  FnInit init;
-  FnCtxGetCurrent get_current;
-  FnCtxPushCurrent push;
-  FnCtxPopCurrent pop;
-  FnCtxGetDevice get_device;
-  FnDeviceGet device_get;
-  FnPrimaryRetain retain;
-  FnPrimaryRelease release;
-} drv;
-
-static gboolean
-driver_load (GError **error)
-{
-  if (g_once_init_enter (&drv.once)) {
-    struct { const char *name; void **fn; } syms[] = {
-      { "cuInit", (void **) &drv.init },
-      { "cuCtxGetCurrent", (void **) &drv.get_current },
-      { "cuCtxPushCurrent", (void **) &drv.push },
-      { "cuCtxPopCurrent", (void **) &drv.pop },
-      { "cuCtxGetDevice", (void **) &drv.get_device },
-      { "cuDeviceGet", (void **) &drv.device_get },
-      { "cuDevicePrimaryCtxRetain", (void **) &drv.retain },
-      { "cuDevicePrimaryCtxRelease", (void **) &drv.release },
-    };
-    gboolean ok = TRUE;
-    for (guint i = 0; i < G_N_ELEMENTS (syms) && ok; i++) {
-      enum cudaDriverEntryPointQueryResult q;
-      cudaError_t e = cudaGetDriverEntryPointByVersion (syms[i].name, syms[i].fn,
-          12000, cudaEnableDefault, &q);
-      ok = e == cudaSuccess && q == cudaDriverEntryPointSuccess && *syms[i].fn != NULL;
-    }
-    if (ok)
-      ok = drv.init (0) == CUDA_SUCCESS;
-    drv.ok = ok;
-    g_once_init_leave (&drv.once, 1);
-  }
-  if (!drv.ok) {
-    g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE,
-        "CUDA: the driver's context functions are not available (driver missing or too old)");
-    return FALSE;
-  }
-  return TRUE;
-}
-
-/* ---- device enumeration --------------------------------------------------- */
-
-gboolean
-vim_cuda_device_count (int *n, GError **error)
-{
-  int count = 0;
-  *n = 0;
-  cudaError_t e = cudaGetDeviceCount (&count);
-  if (e != cudaSuccess) {
-    int drv_ver = 0, rt_ver = 0;
-    cudaDriverGetVersion (&drv_ver);
-    cudaRuntimeGetVersion (&rt_ver);
-    if (e == cudaErrorInsufficientDriver && drv_ver == 0)
-      g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "CUDA: no NVIDIA driver is installed");
-    else if (e == cudaErrorInsufficientDriver)
-      g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE,
-          "CUDA: the NVIDIA driver is too old (it supports CUDA %d.%d, this build needs %d.%d)",
-          drv_ver / 1000, drv_ver % 1000 / 10, rt_ver / 1000, rt_ver % 1000 / 10);
-    else
-      cuda_fail (error, e, "counting devices");
-    return FALSE;
-  }
-  int usable = 0, newest = 0;
-  for (int i = 0; i < count; i++) {
-    int major = 0, minor = 0;
-    if (cudaDeviceGetAttribute (&major, cudaDevAttrComputeCapabilityMajor, i) != cudaSuccess
-        || cudaDeviceGetAttribute (&minor, cudaDevAttrComputeCapabilityMinor, i) != cudaSuccess)
-      continue;
-    newest = MAX (newest, major * 10 + minor);
-    if (major * 10 + minor >= VIM_CUDA_MIN_SM)
-      usable++;
-  }
-  if (count == 0) {
-    g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "CUDA: no CUDA-capable GPU is present");
-    return FALSE;
-  }
-  if (usable == 0) {
-    g_set_error (error, VIM_ERROR, VIM_ERROR_UNSUPPORTED,
-        "CUDA: the GPUs here (newest sm_%d) are older than this build's kernels "
-        "(sm_%d; rebuild with -Dgpu_arch=...)", newest, VIM_CUDA_MIN_SM);
-    return FALSE;
-  }
-  *n = count;
-  return TRUE;
-}
-
-/* ---- host conversions ------------------------------------------------------ */
-
-static void
-store_t (VimkDType dt, void *dst, size_t i, float v)
-{
-  switch (dt) {
-    case VIMK_F32: ((float *) dst)[i] = v; break;
-    case VIMK_F16: ((guint16 *) dst)[i] = vim_f32_to_f16 (v); break;
-    case VIMK_BF16: ((guint16 *) dst)[i] = vim_f32_to_bf16 (v); break;
-  }
-}
-
-static cudaDataType
-cuda_type (VimkDType dt)
-{
-  return dt == VIMK_F32 ? CUDA_R_32F : dt == VIMK_F16 ? CUDA_R_16F : CUDA_R_16BF;
-}
-
-/* ---- storage types ----------------------------------------------------------- */
-
-/* What each tensor is stored in, per runner precision. fp32 and fp16 use one
- * type throughout. bf16 keeps bf16 for the activations whose range is open
- * (xc, y, the features) and their weights, but uses fp16 (8x finer) for the
- * two GEMM inputs that are bounded by construction (the normalized image
- * into the patch embedding, RMSNorm outputs into in_proj) and fp32 for the
- * in_proj output (x before the conv, z and the gate): with bf16 there too,
- * bf16 logits were 2e-2 off fp32 and top-1 agreed on 98.7% of 1000 inputs.
- * The residual stream, x_proj outputs and the scan state are fp32 always. */
-typedef struct {
-  VimkDType in;               /* input image, patches, patch weights */
-  VimkDType norm;             /* RMSNorm output, in_proj weights */
-  VimkDType xz;               /* in_proj output: x, z, gate */
-  VimkDType act;              /* xc / y, x_proj and out_proj weights, features, head */
-} Types;
-
-static Types
-types_for (VimPrecision p)
-{
-  switch (p) {
-    case VIM_PRECISION_FP16:
-      return (Types) { VIMK_F16, VIMK_F16, VIMK_F16, VIMK_F16 };
-    case VIM_PRECISION_BF16:
-      return (Types) { VIMK_F16, VIMK_F16, VIMK_F32, VIMK_BF16 };
-    default:
-      return (Types) { VIMK_F32, VIMK_F32, VIMK_F32, VIMK_F32 };
-  }
-}
-
-/* ---- device weights (shared) ----------------------------------------------- */
-
-typedef struct {
-  float *norm_w;      /* D */
-  void *in_w;         /* (2E, D) T */
-  float *conv_w;      /* [2][E][K] */
-  float *conv_b;      /* [2][E] */
-  void *x_w;          /* [2][ldx][E] T: rows dt (R), zero pad, B (N), C (N), zero pad */
-  float *dt_w;        /* [2][E][r_pad] */
-  float *dt_b;        /* [2][E] */
-  float *A2;          /* [2][E][N]: -exp(A_log) * log2(e) */
-  float *Dv;          /* [2][E] */
-  void *out_w;        /* (D, 2E) T: [W_out / 2 | W_out / 2] */
-} CudaLayer;
-
-typedef struct {
-  int refcount;
-  CUcontext ctx;
-  VimPrecision precision;
-  Types t;
-  void *blob;
-  size_t bytes;
-  int r_pad, b_off, ldd, kp, ldp;  /* padded dt rank, B offset, x_proj rows, patch K, patch pitch */
-  int ldx;            /* x_w rows per direction: ldd rounded up to 16 (zero rows) */
-  float *pos, *cls, *patch_b, *norm_f, *head_b;
-  void *patch_w;      /* (D, kp) T */
-  void *head_w;       /* (C, D) T */
-  CudaLayer *layers;
-  /* segmenters: the head (fp32 small parameters, T GEMM weights) */
-  void *seg_proj[VIM_MAX_SEG_LAYERS]; /* (C_h, 2E) T: W_i [W_out/2 | W_out/2] of block seg_layers[i] */
-  float *seg_proj_b;  /* C_h */
-  float *seg_dw_w;    /* (C_h, 9) */
-  float *seg_dw_b;    /* C_h */
-  void *seg_cls_w;    /* (K, C_h) T */
-  float *seg_cls_b;   /* K */
-} CudaWeights;
-
-static gboolean
-is_segmenter (const VimModelConfig *c)
-{
-  return c->task == VIM_TASK_SEGMENTATION;
-}
-
-/* Floats of output per image: K logits, or K x grid for a segmenter. */
-static size_t
-out_per_image (const VimModelConfig *c)
-{
-  return is_segmenter (c) ? (size_t) c->num_classes * c->num_patches : (size_t) c->num_classes;
-}
-
-/* The level's folded projection: W_i (C_h, D) times the block's out_proj
- * (D, E), halved and written twice (the layout of out_w), in double. */
-static void
-fold_seg_projection (const VimModelConfig *c, const float *proj_w, const float *out_proj_w,
-    VimkDType dt, void *dst)
-{
-  const int D = c->embed_dim, E = c->d_inner, Ch = c->seg_channels;
-  double *acc = g_new (double, E);
-  for (int ch = 0; ch < Ch; ch++) {
-    memset (acc, 0, (size_t) E * sizeof (double));
-    for (int d = 0; d < D; d++) {
-      const double a = proj_w[(size_t) ch * D + d];
-      const float *wo = out_proj_w + (size_t) d * E;
-      for (int e = 0; e < E; e++)
-        acc[e] += a * wo[e];
-    }
-    for (int e = 0; e < E; e++) {
-      float v = (float) (0.5 * acc[e]);
-      store_t (dt, dst, (size_t) ch * 2 * E + e, v);
-      store_t (dt, dst, (size_t) ch * 2 * E + E + e, v);
-    }
-  }
-  g_free (acc);
-}
-
-static size_t
-align256 (size_t x)
-{
-  return (x + 255) & ~(size_t) 255;
-}
-
-/* an integer tuning knob from the environment, def when unset or malformed */
-static int
-env_int (const char *name, int def)
-{
-  const char *v = g_getenv (name);
-  if (v == NULL || *v == '\0')
-    return def;
-  char *end = NULL;
-  long x = strtol (v, &end, 10);
-  return (end && *end == '\0') ? (int) x : def;
-}
-
-/* Lays the weights out in one host buffer (converted), uploads it once. */
-static CudaWeights *
-weights_upload (VimModel *model, CUcontext ctx, VimPrecision prec, GError **error)
-{
-  const VimModelConfig *c = &model->config;
-  const VimWeights *w = &model->w;
-  const int D = c->embed_dim, E = c->d_inner, N = c->d_state, K = c->d_conv;
-  const int R = c->dt_rank, P = c->patch_size, C = c->num_classes, L = c->seq_len;
-  const Types t = types_for (prec);
-  const size_t ts = vimk_dtype_size (t.act), ts_in = vimk_dtype_size (t.in);
-  const size_t ts_norm = vimk_dtype_size (t.norm);
-  CudaWeights *cw = g_new0 (CudaWeights, 1);
-  cw->refcount = 1;
-  cw->ctx = ctx;
-  cw->precision = prec;
-  cw->t = t;
-  cw->r_pad = (R + 3) & ~3;
-  cw->b_off = cw->r_pad;
-  /* x_proj output rows: a multiple of 8 floats. 4 would do for the scan's
-   * 16-byte copies, but for Vim-Ti's 44 columns cuBLAS then picked a GEMM
-   * kernel with 2-element alignment: 48 made x_proj 1.7x faster on an H200
-   * (Vim-Ti 224 batch 1 0.59 -> 0.55 ms, bench/RESULTS.md).
-   * VIM_CUDA_DBL_ALIGN=4|16 for bench/ */
-  const int asked = env_int ("VIM_CUDA_DBL_ALIGN", 8);
-  const int dbl_align = asked == 4 || asked == 16 ? asked : 8;
-  cw->ldd = (cw->b_off + 2 * N + dbl_align - 1) / dbl_align * dbl_align;
-  cw->ldx = vimk_conv_xproj_columns (cw->ldd);
-  cw->kp = 3 * P * P;
-  cw->ldp = (cw->kp + 7) & ~7;
-  cw->layers = g_new0 (CudaLayer, c->depth);
-
-  /* offsets first */
-  size_t off = 0;
-#define SLOT(field, nbytes) do { field = (void *) (uintptr_t) off; off += align256 (nbytes); } while (0)
-  SLOT (cw->pos, (size_t) L * D * 4);
-  SLOT (cw->cls, (size_t) D * 4);
-  SLOT (cw->patch_b, (size_t) D * 4);
-  SLOT (cw->patch_w, (size_t) D * cw->kp * ts_in);
-  SLOT (cw->norm_f, (size_t) D * 4);
-  const gboolean seg = is_segmenter (c);
-  const int Ch = c->seg_channels;
-  SLOT (cw->head_w, seg ? 0 : (size_t) C * D * ts);
-  SLOT (cw->head_b, (size_t) C * 4);
-  if (seg) {
-    for (int i = 0; i < c->n_seg_layers; i++)
-      SLOT (cw->seg_proj[i], (size_t) Ch * 2 * E * ts);
-    SLOT (cw->seg_proj_b, (size_t) Ch * 4);
-    SLOT (cw->seg_dw_w, (size_t) Ch * 9 * 4);
-    SLOT (cw->seg_dw_b, (size_t) Ch * 4);
-    SLOT (cw->seg_cls_w, (size_t) C * Ch * ts);
-    SLOT (cw->seg_cls_b, (size_t) C * 4);
-  }
-  for (int l = 0; l < c->depth; l++) {
-    CudaLayer *ly = &cw->layers[l];
-    SLOT (ly->norm_w, (size_t) D * 4);
-    SLOT (ly->in_w, (size_t) 2 * E * D * ts_norm);
-    SLOT (ly->conv_w, (size_t) 2 * E * K * 4);
-    SLOT (ly->conv_b, (size_t) 2 * E * 4);
-    SLOT (ly->x_w, (size_t) 2 * cw->ldx * E * ts);
-    SLOT (ly->dt_w, (size_t) 2 * E * cw->r_pad * 4);
-    SLOT (ly->dt_b, (size_t) 2 * E * 4);
-    SLOT (ly->A2, (size_t) 2 * E * N * 4);
-    SLOT (ly->Dv, (size_t) 2 * E * 4);
-    SLOT (ly->out_w, (size_t) D * 2 * E * ts);
-  }
-#undef SLOT
-  cw->bytes = off;
-  guint8 *host = g_try_malloc0 (off);
-  if (host == NULL) {
-    g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE,
-        "CUDA: cannot allocate %zu bytes of host memory to stage the weights", off);
-    g_free (cw->layers);
-    g_free (cw);
-    return NULL;
-  }
-#define H(ptr) (host + (uintptr_t) (ptr))
-#define HF(ptr) ((float *) H (ptr))
-  memcpy (HF (cw->pos), w->pos_embed, (size_t) L * D * 4);
-  if (w->cls_token)
-    memcpy (HF (cw->cls), w->cls_token, (size_t) D * 4);
-  memcpy (HF (cw->patch_b), w->patch_b, (size_t) D * 4);
-  for (size_t i = 0; i < (size_t) D * cw->kp; i++)
-    store_t (t.in, H (cw->patch_w), i, w->patch_w[i]);
-  if (w->norm_f_w)               /* a segmenter's file may omit it */
-    memcpy (HF (cw->norm_f), w->norm_f_w, (size_t) D * 4);
-  if (seg) {
-    for (int i = 0; i < c->n_seg_layers; i++)
-      fold_seg_projection (c, w->seg_proj_w[i], w->layers[c->seg_layers[i]].out_proj_w,
-          t.act, H (cw->seg_proj[i]));
-    memcpy (HF (cw->seg_proj_b), w->seg_proj_b, (size_t) Ch * 4);
-    memcpy (HF (cw->seg_dw_w), w->seg_dw_w, (size_t) Ch * 9 * 4);
-    memcpy (HF (cw->seg_dw_b), w->seg_dw_b, (size_t) Ch * 4);
-    for (size_t i = 0; i < (size_t) C * Ch; i++)
-      store_t (t.act, H (cw->seg_cls_w), i, w->seg_cls_w[i]);
-    memcpy (HF (cw->seg_cls_b), w->seg_cls_b, (size_t) C * 4);
-  }
-  if (w->head_w) {
-    for (size_t i = 0; i < (size_t) C * D; i++)
-      store_t (t.act, H (cw->head_w), i, w->head_w[i]);
-    memcpy (HF (cw->head_b), w->head_b, (size_t) C * 4);
-  }
-  for (int l = 0; l < c->depth; l++) {
-    const VimLayerWeights *lw = &w->layers[l];
-    CudaLayer *ly = &cw->layers[l];
-    memcpy (HF (ly->norm_w), lw->norm_w, (size_t) D * 4);
-    for (size_t i = 0; i < (size_t) 2 * E * D; i++)
-      store_t (t.norm, H (ly->in_w), i, lw->in_proj_w[i]);
-    for (int d = 0; d < 2; d++) {
-      const VimDirectionWeights *dw = &lw->dir[d];
-      memcpy (HF (ly->conv_w) + (size_t) d * E * K, dw->conv_w, (size_t) E * K * 4);
-      memcpy (HF (ly->conv_b) + (size_t) d * E, dw->conv_b, (size_t) E * 4);
-      for (int row = 0; row < R + 2 * N; row++) {
-        int dst_row = row < R ? row : cw->b_off + (row - R);
-        for (int e = 0; e < E; e++)
-          store_t (t.act, H (ly->x_w), ((size_t) d * cw->ldx + dst_row) * E + e,
-              dw->x_proj_w[(size_t) row * E + e]);
-      }
-      for (int e = 0; e < E; e++) {
-        for (int r = 0; r < R; r++)
-          HF (ly->dt_w)[((size_t) d * E + e) * cw->r_pad + r] = dw->dt_proj_w[(size_t) e * R + r];
-        HF (ly->dt_b)[(size_t) d * E + e] = dw->dt_proj_b[e];
-        HF (ly->Dv)[(size_t) d * E + e] = dw->D[e];
-        for (int n = 0; n < N; n++)
-          HF (ly->A2)[((size_t) d * E + e) * N + n] =
-              (float) (-exp ((double) dw->A_log[(size_t) e * N + n]) * 1.4426950408889634074);
-      }
-    }
-    for (int d = 0; d < D; d++)
-      for (int e = 0; e < E; e++) {
-        float v = 0.5f * lw->out_proj_w[(size_t) d * E + e];
-        store_t (t.act, H (ly->out_w), (size_t) d * 2 * E + e, v);
-        store_t (t.act, H (ly->out_w), (size_t) d * 2 * E + E + e, v);
-      }
-  }
-#undef H
-#undef HF
-  cudaError_t e = cudaMalloc (&cw->blob, off);
-  if (e == cudaSuccess)
-    e = cudaMemcpy (cw->blob, host, off, cudaMemcpyHostToDevice);
-  g_free (host);
-  if (e != cudaSuccess) {
-    if (cw->blob)
-      cudaFree (cw->blob);
-    g_free (cw->layers);
-    g_free (cw);
-    char *what = g_strdup_printf ("uploading %.1f MiB of weights", off / 1048576.0);
-    cuda_fail (error, e, what);
-    g_free (what);
-    return NULL;
-  }
-  /* relocate */
-  guint8 *base = cw->blob;
-#define RELOC(p) (p) = (void *) (base + (uintptr_t) (p))
-  RELOC (cw->pos); RELOC (cw->cls); RELOC (cw->patch_b); RELOC (cw->patch_w);
-  RELOC (cw->norm_f); RELOC (cw->head_w); RELOC (cw->head_b);
-  if (seg) {
-    for (int i = 0; i < c->n_seg_layers; i++)
-      RELOC (cw->seg_proj[i]);
-    RELOC (cw->seg_proj_b); RELOC (cw->seg_dw_w); RELOC (cw->seg_dw_b);
-    RELOC (cw->seg_cls_w); RELOC (cw->seg_cls_b);
-  }
-  for (int l = 0; l < c->depth; l++) {
-    CudaLayer *ly = &cw->layers[l];
-    RELOC (ly->norm_w); RELOC (ly->in_w); RELOC (ly->conv_w); RELOC (ly->conv_b);
-    RELOC (ly->x_w); RELOC (ly->dt_w); RELOC (ly->dt_b); RELOC (ly->A2);
-    RELOC (ly->Dv); RELOC (ly->out_w);
-  }
-#undef RELOC
-  return cw;
-}
-
 /* ---- the runner ------------------------------------------------------------ */
 
-typedef struct {
-  int n;
-  gboolean warm;              /* ran once eagerly (cuBLAS set up its kernels) */
-  cudaGraphExec_t exec;
-} GraphEntry;
-
-/* What one pass in flight uses: a stream, a cuBLAS handle bound to it with
- * its own workspace, and the layer workspace. Slot 0 is the runner's own
- * stream and handle; further slots (VIM_CUDA_PASS_STREAMS) let passes run
- * side by side, so that one pass's scan (bound by the special-function
- * unit) overlaps another's GEMMs and memory-bound kernels. */
-typedef struct {
-  cudaStream_t stream;
-  cublasHandle_t blas;
-  void *blas_ws;              /* slots >= 1: owned */
-  cudaEvent_t joined;         /* slots >= 1: recorded after the slot's last pass */
-  float *residual;
-  void *xz, *xcy, *feat;
-  float *seg_h;               /* segmenters: (rows, C_h) projection sum */
-  void *seg_g;                /* (rows, C_h) T, after conv and GELU */
-  float *dbl;
-  void *scan_ws;              /* scan chunk summaries */
-  size_t scan_ws_bytes;
-} PassSlot;
-
-enum { MAX_PASS_SLOTS = 4 };
-
-typedef struct {
-  CudaWeights *w;
-  CUcontext ctx;
-  int device;
-  gboolean retained_primary;
-  char device_name[256];
-  int sm_count;
-  cudaStream_t stream;
-  cublasHandle_t blas;
-  VimGemm *lt;                /* cuBLASLt with tuned algorithms (VIM_CUDA_GEMM) */
-  Types t;
-  size_t ts, ts_in, ts_norm, ts_xz;   /* bytes of t.act, t.in, t.norm, t.xz */
-
-  /* tuning */
-  int pass_images;            /* most images per pass */
-  int scan_lanes, scan_chunks, scan_poly;  /* 0 / -1 = kernel's choice */
-  gboolean scan_whole;          /* the last forward's first scan ran V5 (bench report) */
-  gboolean scan_stream;         /* ... V6 */
-  gboolean conv_xproj;        /* conv, gate and x_proj in one launch (vimk_conv_xproj) */
-  gboolean last_layer_steps;  /* the last layer's scan stops at the class token */
-  gboolean gate_in_scan;      /* the scan applies SiLU(z); the conv leaves z (vimk_conv) */
-  gboolean profile;           /* VIM_CUDA_PROFILE: stage times of a forward */
-  gboolean use_graphs;
-
-  /* device memory owned by the runner */
-  void *blas_ws;
-  size_t blas_ws_bytes;
-  void *ws;                   /* the slots' workspaces, one pass each */
-  size_t ws_bytes;
-  int ws_images, ws_slots;    /* what the workspace was carved for */
-  PassSlot slot[MAX_PASS_SLOTS];
-  int max_slots;              /* most passes in flight at once (VIM_CUDA_PASS_STREAMS) */
-  int n_slots;                /* slots created so far (when a batch first needs them) */
-  cudaEvent_t fork;           /* recorded on the runner's stream before the passes */
-  void *input;                /* n x 3 x H x W, t.in */
-  int input_cap;
-  float *logits;              /* n x out_per_image: (C) or (K, grid_h, grid_w) */
-  int logits_cap;
-  /* vim_runner_segment */
-  VimkSegMaskDesc *seg_desc_dev, *h_seg_desc;
-  int seg_desc_cap, h_seg_desc_cap;
-  guint32 *seg_counts_dev;    /* n x K */
-  size_t seg_counts_cap;      /* bytes */
-  void *seg_out_dev;          /* masks staged for host results or another context */
-  size_t seg_out_cap;
-  void *h_seg_out;            /* pinned: staged masks, then the counts */
-  size_t h_seg_out_cap;
-  VimkFrameDesc *desc_dev;
-  int desc_cap;
-  void *frames_dev;           /* host frames uploaded compactly */
-  size_t frames_dev_cap;
-  size_t dev_bytes, dev_peak;
-
-  /* pinned host memory */
-  void *h_logits;
-  size_t h_logits_cap;
-  void *h_stage;              /* host frames, input chunks (mapped) */
-  size_t h_stage_cap;
-  void *h_pre;                /* preprocess output (mapped) */
-  size_t h_pre_cap;
-  VimkFrameDesc *h_desc;
-  int h_desc_cap;
-
-  GArray *graphs;             /* GraphEntry */
-} CudaRunner;
-
-/* Makes the runner's context current for the duration of a call. */
-typedef struct {
-  gboolean pushed;
-  CUcontext caller;
-} CtxGuard;
-
-static gboolean
-ctx_enter (CudaRunner *cr, CtxGuard *g, GError **error)
+gboolean
+vim_cuda_ctx_enter (CudaRunner *cr, CtxGuard *g, GError **error)
 {
   g->pushed = FALSE;
   g->caller = NULL;
-  if (drv.get_current (&g->caller) != CUDA_SUCCESS)
+  if (vim_cuda_drv.get_current (&g->caller) != CUDA_SUCCESS)
     g->caller = NULL;
   if (g->caller != cr->ctx) {
-    if (drv.push (cr->ctx) != CUDA_SUCCESS) {
+    if (vim_cuda_drv.push (cr->ctx) != CUDA_SUCCESS) {
       g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE,
           "CUDA: cannot make the runner's context current");
       return FALSE;
@@ -646,12 +84,12 @@ ctx_enter (CudaRunner *cr, CtxGuard *g, GError **error)
   return TRUE;
 }
 
-static void
-ctx_leave (CtxGuard *g)
+void
+vim_cuda_ctx_leave (CtxGuard *g)
 {
   if (g->pushed) {
     CUcontext dummy;
-    drv.pop (&dummy);
+    vim_cuda_drv.pop (&dummy);
   }
 }
 
@@ -666,8 +104,8 @@ graphs_clear (CudaRunner *cr)
   g_array_set_size (cr->graphs, 0);
 }
 
-static void
-dev_free (CudaRunner *cr, void **p, size_t bytes)
+void
+vim_cuda_dev_free (CudaRunner *cr, void **p, size_t bytes)
 {
   if (*p) {
     cudaFree (*p);
@@ -676,8 +114,8 @@ dev_free (CudaRunner *cr, void **p, size_t bytes)
   *p = NULL;
 }
 
-static gboolean
-dev_alloc (CudaRunner *cr, void **p, size_t bytes, const char *what, GError **error)
+gboolean
+vim_cuda_dev_alloc (CudaRunner *cr, void **p, size_t bytes, const char *what, GError **error)
 {
   *p = NULL;
   cudaError_t e = cudaMalloc (p, bytes);
@@ -685,7 +123,7 @@ dev_alloc (CudaRunner *cr, void **p, size_t bytes, const char *what, GError **er
     *p = NULL;
     cudaGetLastError ();
     char *msg = g_strdup_printf ("allocating %.1f MiB for %s", bytes / 1048576.0, what);
-    cuda_fail (error, e, msg);
+    vim_cuda_fail (error, e, msg);
     g_free (msg);
     return FALSE;
   }
@@ -694,8 +132,8 @@ dev_alloc (CudaRunner *cr, void **p, size_t bytes, const char *what, GError **er
   return TRUE;
 }
 
-static gboolean
-host_reserve (void **p, size_t *cap, size_t bytes, GError **error)
+gboolean
+vim_cuda_host_reserve (void **p, size_t *cap, size_t bytes, GError **error)
 {
   if (*cap >= bytes)
     return TRUE;
@@ -708,7 +146,7 @@ host_reserve (void **p, size_t *cap, size_t bytes, GError **error)
   if (e != cudaSuccess) {
     *p = NULL;
     cudaGetLastError ();
-    return cuda_fail (error, e, "allocating pinned host memory");
+    return vim_cuda_fail (error, e, "allocating pinned host memory");
   }
   *cap = want;
   return TRUE;
@@ -725,7 +163,7 @@ scan_ws_for (const CudaRunner *cr, const VimModelConfig *c, int images)
         cr->scan_chunks, &G, &P);
     most = MAX (most, vimk_scan_workspace_bytes (m, c->d_inner, c->d_state, P));
   }
-  return align256 (most);
+  return vim_cuda_align256 (most);
 }
 
 /* xcy holds, in turn, the patches (embedding), the RMSNorm output and xc / y. */
@@ -744,14 +182,14 @@ ws_bytes_for (const CudaRunner *cr, const VimModelConfig *c, int images)
 {
   const size_t rows = (size_t) images * c->seq_len;
   const int E = c->d_inner, D = c->embed_dim;
-  const size_t Ch = is_segmenter (c) ? (size_t) c->seg_channels : 0;
-  return align256 (rows * D * 4)                      /* residual */
-      + align256 (rows * 2 * E * cr->ts_xz)            /* xz */
-      + align256 (rows * xcy_row_bytes (cr, c))        /* xcy */
-      + align256 ((size_t) 2 * rows * cr->w->ldd * 4)  /* dbl */
-      + align256 ((size_t) images * D * cr->ts)        /* feat */
-      + align256 (rows * Ch * 4)                       /* seg_h */
-      + align256 (rows * Ch * cr->ts);                 /* seg_g */
+  const size_t Ch = vim_cuda_is_segmenter (c) ? (size_t) c->seg_channels : 0;
+  return vim_cuda_align256 (rows * D * 4)                      /* residual */
+      + vim_cuda_align256 (rows * 2 * E * cr->ts_xz)            /* xz */
+      + vim_cuda_align256 (rows * xcy_row_bytes (cr, c))        /* xcy */
+      + vim_cuda_align256 ((size_t) 2 * rows * cr->w->ldd * 4)  /* dbl */
+      + vim_cuda_align256 ((size_t) images * D * cr->ts)        /* feat */
+      + vim_cuda_align256 (rows * Ch * 4)                       /* seg_h */
+      + vim_cuda_align256 (rows * Ch * cr->ts);                 /* seg_g */
 }
 
 static gboolean
@@ -763,30 +201,30 @@ ensure_workspace (CudaRunner *cr, const VimModelConfig *c, int images, int slots
   images = MAX (images, cr->ws_images);
   slots = MAX (slots, cr->ws_slots);
   graphs_clear (cr);
-  dev_free (cr, &cr->ws, cr->ws_bytes);
+  vim_cuda_dev_free (cr, &cr->ws, cr->ws_bytes);
   cr->ws_bytes = 0;
   cr->ws_images = 0;
   cr->ws_slots = 0;
   const size_t scan_bytes = scan_ws_for (cr, c, images);
   const size_t slot_bytes = ws_bytes_for (cr, c, images) + scan_bytes;
-  if (!dev_alloc (cr, &cr->ws, slot_bytes * slots, "the layer workspace", error))
+  if (!vim_cuda_dev_alloc (cr, &cr->ws, slot_bytes * slots, "the layer workspace", error))
     return FALSE;
   cr->ws_bytes = slot_bytes * slots;
   cr->ws_images = images;
   cr->ws_slots = slots;
   const size_t rows = (size_t) images * c->seq_len;
   const int E = c->d_inner, D = c->embed_dim;
-  const size_t Ch = is_segmenter (c) ? (size_t) c->seg_channels : 0;
+  const size_t Ch = vim_cuda_is_segmenter (c) ? (size_t) c->seg_channels : 0;
   for (int i = 0; i < slots; i++) {
     PassSlot *ps = &cr->slot[i];
     guint8 *p = (guint8 *) cr->ws + i * slot_bytes;
-    ps->residual = (float *) p; p += align256 (rows * D * 4);
-    ps->xz = p; p += align256 (rows * 2 * E * cr->ts_xz);
-    ps->xcy = p; p += align256 (rows * xcy_row_bytes (cr, c));
-    ps->dbl = (float *) p; p += align256 ((size_t) 2 * rows * cr->w->ldd * 4);
-    ps->feat = p; p += align256 ((size_t) images * D * cr->ts);
-    ps->seg_h = (float *) p; p += align256 (rows * Ch * 4);
-    ps->seg_g = p; p += align256 (rows * Ch * cr->ts);
+    ps->residual = (float *) p; p += vim_cuda_align256 (rows * D * 4);
+    ps->xz = p; p += vim_cuda_align256 (rows * 2 * E * cr->ts_xz);
+    ps->xcy = p; p += vim_cuda_align256 (rows * xcy_row_bytes (cr, c));
+    ps->dbl = (float *) p; p += vim_cuda_align256 ((size_t) 2 * rows * cr->w->ldd * 4);
+    ps->feat = p; p += vim_cuda_align256 ((size_t) images * D * cr->ts);
+    ps->seg_h = (float *) p; p += vim_cuda_align256 (rows * Ch * 4);
+    ps->seg_g = p; p += vim_cuda_align256 (rows * Ch * cr->ts);
     ps->scan_ws = scan_bytes ? p : NULL;
     ps->scan_ws_bytes = scan_bytes;
   }
@@ -860,7 +298,7 @@ slots_create (CudaRunner *cr, int k, GError **error)
       CKB (cublasSetMathMode (ps->blas, CUBLAS_DEFAULT_MATH), "setting the math mode");
     }
     if (ps->blas_ws == NULL
-        && !dev_alloc (cr, &ps->blas_ws, cr->blas_ws_bytes, "a cuBLAS workspace", error))
+        && !vim_cuda_dev_alloc (cr, &ps->blas_ws, cr->blas_ws_bytes, "a cuBLAS workspace", error))
       return FALSE;
     CKB (cublasSetWorkspace (ps->blas, ps->blas_ws, cr->blas_ws_bytes), "setting the workspace");
     cr->n_slots = i + 1;
@@ -868,8 +306,8 @@ slots_create (CudaRunner *cr, int k, GError **error)
   return TRUE;
 }
 
-static gboolean
-ensure_batch (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
+gboolean
+vim_cuda_ensure_batch (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
 {
   int passes, images, slots;
   plan_passes (cr, c, n, &passes, &images, &slots);
@@ -880,23 +318,23 @@ ensure_batch (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
   if (cr->input_cap < n) {
     graphs_clear (cr);
     size_t img = (size_t) 3 * c->image_height * c->image_width * cr->ts_in;
-    dev_free (cr, &cr->input, (size_t) cr->input_cap * img);
+    vim_cuda_dev_free (cr, &cr->input, (size_t) cr->input_cap * img);
     cr->input_cap = 0;
     int cap = grow (0, n);
-    if (!dev_alloc (cr, &cr->input, cap * img, "the input batch", error)) {
+    if (!vim_cuda_dev_alloc (cr, &cr->input, cap * img, "the input batch", error)) {
       cap = n;
       g_clear_error (error);
-      if (!dev_alloc (cr, &cr->input, cap * img, "the input batch", error))
+      if (!vim_cuda_dev_alloc (cr, &cr->input, cap * img, "the input batch", error))
         return FALSE;
     }
     cr->input_cap = cap;
   }
   if (cr->logits_cap < n) {
     graphs_clear (cr);
-    dev_free (cr, (void **) &cr->logits, (size_t) cr->logits_cap * out_per_image (c) * 4);
+    vim_cuda_dev_free (cr, (void **) &cr->logits, (size_t) cr->logits_cap * vim_cuda_out_per_image (c) * 4);
     cr->logits_cap = 0;
     int cap = grow (0, n);
-    if (!dev_alloc (cr, (void **) &cr->logits, (size_t) cap * out_per_image (c) * 4,
+    if (!vim_cuda_dev_alloc (cr, (void **) &cr->logits, (size_t) cap * vim_cuda_out_per_image (c) * 4,
             "the logits", error))
       return FALSE;
     cr->logits_cap = cap;
@@ -925,14 +363,14 @@ gemm_batched (CudaRunner *cr, PassSlot *ps, VimkDType ab, int m, int n, int k, c
     return ok;
   }
   const float alpha = 1.f;
-  const cudaDataType t = cuda_type (ab);
+  const cudaDataType t = vim_cuda_type (ab);
   if (batch == 1)
     CKB (cublasGemmEx (ps->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, A, t, lda,
-            B, t, ldb, &beta, C, cuda_type (ct), ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            B, t, ldb, &beta, C, vim_cuda_type (ct), ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
         what);
   else
     CKB (cublasGemmStridedBatchedEx (ps->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha,
-            A, t, lda, sA, B, t, ldb, sB, &beta, C, cuda_type (ct), ldc, sC, batch,
+            A, t, lda, sA, B, t, ldb, sB, &beta, C, vim_cuda_type (ct), ldc, sC, batch,
             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT), what);
   return TRUE;
 }
@@ -988,7 +426,7 @@ enqueue_seg_head (CudaRunner *cr, PassSlot *ps, const VimModelConfig *c, int i0,
 {
   const CudaWeights *w = cr->w;
   const int M = c->num_patches, K = c->num_classes, Ch = c->seg_channels;
-  float *logits = cr->logits + (size_t) i0 * out_per_image (c);
+  float *logits = cr->logits + (size_t) i0 * vim_cuda_out_per_image (c);
   CKK (vimk_seghead_conv (cr->t.act, ps->seg_h, w->seg_proj_b, w->seg_dw_w, w->seg_dw_b, m,
           c->grid_h, c->grid_w, Ch, ps->seg_g, logits, w->seg_cls_b, K, ps->stream),
       "segmentation head conv");
@@ -1032,7 +470,7 @@ enqueue_pass (CudaRunner *cr, PassSlot *ps, int slots, const VimModelConfig *c, 
   prof_mark (cr, ST_PATCH);
 
   const gboolean cls_only = c->cls_index >= 0;
-  const gboolean seg = is_segmenter (c);
+  const gboolean seg = vim_cuda_is_segmenter (c);
   /* a segmenter needs no block after its last feature level */
   const int n_layers = seg ? c->seg_layers[c->n_seg_layers - 1] + 1 : c->depth;
   int level = 0;
@@ -1149,8 +587,8 @@ enqueue_forward (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
 /* Runs the network over input[0..n) into logits[0..n) on the stream: as a
  * replayed graph when one exists for n, else eagerly (first call) or by
  * capturing one (second call). Does not synchronize. */
-static gboolean
-run_forward (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
+gboolean
+vim_cuda_run_forward (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
 {
   GraphEntry *ge = NULL;
   for (guint i = 0; i < cr->graphs->len; i++)
@@ -1196,25 +634,25 @@ run_forward (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
   return TRUE;
 }
 
-static gboolean
-sync_stream (CudaRunner *cr, GError **error)
+gboolean
+vim_cuda_sync_stream (CudaRunner *cr, GError **error)
 {
   cudaError_t e = cudaStreamSynchronize (cr->stream);
   if (e != cudaSuccess)
-    return cuda_fail (error, e, "running the network");
+    return vim_cuda_fail (error, e, "running the network");
   return TRUE;
 }
 
 /* Copies the n x out_per_image logits to the caller. */
-static gboolean
-fetch_logits (CudaRunner *cr, const VimModelConfig *c, int n, float *logits, GError **error)
+gboolean
+vim_cuda_fetch_logits (CudaRunner *cr, const VimModelConfig *c, int n, float *logits, GError **error)
 {
-  size_t bytes = (size_t) n * out_per_image (c) * 4;
-  if (!host_reserve (&cr->h_logits, &cr->h_logits_cap, bytes, error))
+  size_t bytes = (size_t) n * vim_cuda_out_per_image (c) * 4;
+  if (!vim_cuda_host_reserve (&cr->h_logits, &cr->h_logits_cap, bytes, error))
     return FALSE;
   CK (cudaMemcpyAsync (cr->h_logits, cr->logits, bytes, cudaMemcpyDeviceToHost, cr->stream),
       "copying the logits");
-  if (!sync_stream (cr, error))
+  if (!vim_cuda_sync_stream (cr, error))
     return FALSE;
   memcpy (logits, cr->h_logits, bytes);
   return TRUE;
@@ -1227,13 +665,13 @@ upload_input (CudaRunner *cr, const VimModelConfig *c, const float *input, int n
 {
   const size_t total = (size_t) n * 3 * c->image_height * c->image_width;
   const size_t chunk = MIN (total, (size_t) 4 << 20);   /* floats */
-  if (!host_reserve (&cr->h_stage, &cr->h_stage_cap, chunk * 4, error))
+  if (!vim_cuda_host_reserve (&cr->h_stage, &cr->h_stage_cap, chunk * 4, error))
     return FALSE;
   float *stage_dev = NULL;
   CK (cudaHostGetDevicePointer ((void **) &stage_dev, cr->h_stage, 0), "mapping pinned memory");
   for (size_t off = 0; off < total; off += chunk) {
     size_t cnt = MIN (chunk, total - off);
-    if (off > 0 && !sync_stream (cr, error))
+    if (off > 0 && !vim_cuda_sync_stream (cr, error))
       return FALSE;
     memcpy (cr->h_stage, input + off, cnt * 4);
     CK (vimk_convert_from_f32 (cr->t.in, (guint8 *) cr->input + off * cr->ts_in, stage_dev, cnt,
@@ -1241,151 +679,6 @@ upload_input (CudaRunner *cr, const VimModelConfig *c, const float *input, int n
   }
   return TRUE;
 }
-
-/* ---- frames -------------------------------------------------------------------- */
-
-static size_t
-plane_rows (const VimFrame *f, int p)
-{
-  if (p == 0)
-    return f->height;
-  return (f->height + 1) / 2;
-}
-
-static size_t
-plane_row_bytes (const VimFrame *f, int p)
-{
-  switch (f->format) {
-    case VIM_PIXEL_RGB: case VIM_PIXEL_BGR: return (size_t) f->width * 3;
-    case VIM_PIXEL_RGBA: case VIM_PIXEL_RGBX: case VIM_PIXEL_BGRA: case VIM_PIXEL_BGRX:
-      return (size_t) f->width * 4;
-    case VIM_PIXEL_GRAY8: return f->width;
-    case VIM_PIXEL_NV12: return p == 0 ? (size_t) f->width : (size_t) ((f->width + 1) / 2) * 2;
-    case VIM_PIXEL_I420: return p == 0 ? (size_t) f->width : (size_t) (f->width + 1) / 2;
-  }
-  return 0;
-}
-
-/* Frames -> out (n x 3 x H x W in out_dt) on the stream. Host frames go up
- * compacted through pinned memory in one copy; device frames of the
- * runner's context are read in place, those of another context are copied
- * over first. */
-static gboolean
-enqueue_preprocess (CudaRunner *cr, const VimModelConfig *c, const VimFrame *frames,
-    int n, CUcontext caller, VimkDType out_dt, void *out, GError **error)
-{
-  /* pass 1: validate, and lay out the planes that must be copied */
-  size_t total = 0, host_end = 0;
-  for (int i = 0; i < n; i++) {
-    const VimFrame *f = &frames[i];
-    if (!vim_frame_validate (f, error))
-      return FALSE;
-    if (f->memory != VIM_MEMORY_HOST && f->memory != VIM_MEMORY_CUDA) {
-      g_set_error (error, VIM_ERROR, VIM_ERROR_INVALID_ARGUMENT,
-          "frame %d: unknown memory type %d", i, (int) f->memory);
-      return FALSE;
-    }
-    if (f->memory == VIM_MEMORY_HOST || caller != cr->ctx) {
-      int np = vim_pixel_format_n_planes (f->format);
-      for (int p = 0; p < np; p++)
-        total += (plane_rows (f, p) * plane_row_bytes (f, p) + 255) & ~(size_t) 255;
-      if (f->memory == VIM_MEMORY_HOST)
-        host_end = total;
-    }
-  }
-  if (total > cr->frames_dev_cap) {
-    size_t want = MAX (total, cr->frames_dev_cap * 3 / 2);
-    dev_free (cr, &cr->frames_dev, cr->frames_dev_cap);
-    cr->frames_dev_cap = 0;
-    if (!dev_alloc (cr, &cr->frames_dev, want, "frame staging", error))
-      return FALSE;
-    cr->frames_dev_cap = want;
-  }
-  if (host_end > 0 && !host_reserve (&cr->h_stage, &cr->h_stage_cap, host_end, error))
-    return FALSE;
-  if (cr->h_desc_cap < n) {
-    if (cr->h_desc)
-      cudaFreeHost (cr->h_desc);
-    cr->h_desc = NULL;
-    cr->h_desc_cap = 0;
-    CK (cudaHostAlloc ((void **) &cr->h_desc, (size_t) n * sizeof (VimkFrameDesc),
-            cudaHostAllocPortable), "allocating pinned host memory");
-    cr->h_desc_cap = n;
-  }
-  if (cr->desc_cap < n) {
-    dev_free (cr, (void **) &cr->desc_dev, (size_t) cr->desc_cap * sizeof (VimkFrameDesc));
-    cr->desc_cap = 0;
-    if (!dev_alloc (cr, (void **) &cr->desc_dev, (size_t) n * sizeof (VimkFrameDesc),
-            "frame descriptors", error))
-      return FALSE;
-    cr->desc_cap = n;
-  }
-  /* pass 2: descriptors, host planes packed into pinned memory */
-  size_t off = 0;
-  for (int i = 0; i < n; i++) {
-    const VimFrame *f = &frames[i];
-    VimkFrameDesc *d = &cr->h_desc[i];
-    memset (d, 0, sizeof *d);
-    d->format = f->format;
-    d->width = f->width;
-    d->height = f->height;
-    VimResizeMap map;
-    vim_resize_map_compute (c, f->width, f->height, &map);
-    d->scale_x = map.scale_x; d->scale_y = map.scale_y;
-    d->offset_x = map.offset_x; d->offset_y = map.offset_y;
-    d->pad_x0 = map.pad_x0; d->pad_x1 = map.pad_x1;
-    d->pad_y0 = map.pad_y0; d->pad_y1 = map.pad_y1;
-    int np = vim_pixel_format_n_planes (f->format);
-    gboolean copy = f->memory == VIM_MEMORY_HOST || caller != cr->ctx;
-    for (int p = 0; p < np; p++) {
-      if (!copy) {
-        d->planes[p] = f->planes[p];
-        d->strides[p] = (int64_t) f->strides[p];
-        continue;
-      }
-      size_t rb = plane_row_bytes (f, p), nr = plane_rows (f, p);
-      if (f->memory == VIM_MEMORY_HOST) {
-        guint8 *dst = (guint8 *) cr->h_stage + off;
-        const guint8 *src = f->planes[p];
-        for (size_t r = 0; r < nr; r++)
-          memcpy (dst + r * rb, src + r * f->strides[p], rb);
-      }
-      d->planes[p] = (guint8 *) cr->frames_dev + off;
-      d->strides[p] = (int64_t) rb;
-      off += (nr * rb + 255) & ~(size_t) 255;
-    }
-  }
-  /* one upload for the host frames, then the frames of another context
-   * (their slots lie inside the uploaded range and are overwritten) */
-  if (host_end > 0)
-    CK (cudaMemcpyAsync (cr->frames_dev, cr->h_stage, host_end, cudaMemcpyHostToDevice,
-            cr->stream), "uploading frames");
-  for (int i = 0; i < n; i++) {
-    const VimFrame *f = &frames[i];
-    if (f->memory != VIM_MEMORY_CUDA || caller == cr->ctx)
-      continue;
-    int np = vim_pixel_format_n_planes (f->format);
-    for (int p = 0; p < np; p++)
-      CK (cudaMemcpy2DAsync ((void *) cr->h_desc[i].planes[p], plane_row_bytes (f, p),
-              f->planes[p], f->strides[p], plane_row_bytes (f, p), plane_rows (f, p),
-              cudaMemcpyDefault, cr->stream), "copying a frame from another CUDA context");
-  }
-  CK (cudaMemcpyAsync (cr->desc_dev, cr->h_desc, (size_t) n * sizeof (VimkFrameDesc),
-          cudaMemcpyHostToDevice, cr->stream), "uploading frame descriptors");
-  float scale[3], bias[3];
-  for (int ch = 0; ch < 3; ch++) {
-    scale[ch] = 1.f / (255.f * c->std[ch]);
-    bias[ch] = -c->mean[ch] / c->std[ch];
-  }
-  const size_t img = (size_t) 3 * c->image_height * c->image_width * vimk_dtype_size (out_dt);
-  for (int i0 = 0; i0 < n; i0 += 65535) {
-    int cnt = MIN (65535, n - i0);
-    CK (vimk_preprocess (cr->desc_dev + i0, cnt, c->image_height, c->image_width, scale,
-            bias, out_dt, (guint8 *) out + i0 * img, cr->stream), "preprocessing");
-  }
-  return TRUE;
-}
-
 /* ---- backend vtable ------------------------------------------------------------ */
 
 static gboolean
@@ -1394,25 +687,25 @@ cuda_preprocess (VimRunner *r, const VimFrame *frames, int n, float *out, GError
   CudaRunner *cr = r->impl;
   const VimModelConfig *c = &r->model->config;
   CtxGuard g;
-  if (!ctx_enter (cr, &g, error))
+  if (!vim_cuda_ctx_enter (cr, &g, error))
     return FALSE;
   gboolean ok = FALSE;
   size_t bytes = (size_t) n * 3 * c->image_height * c->image_width * 4;
   void *out_dev = NULL;
-  if (!host_reserve (&cr->h_pre, &cr->h_pre_cap, bytes, error))
+  if (!vim_cuda_host_reserve (&cr->h_pre, &cr->h_pre_cap, bytes, error))
     goto out;
   if (cudaHostGetDevicePointer (&out_dev, cr->h_pre, 0) != cudaSuccess) {
     g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "CUDA: cannot map pinned memory");
     goto out;
   }
-  if (!enqueue_preprocess (cr, c, frames, n, g.caller, VIMK_F32, out_dev, error))
+  if (!vim_cuda_enqueue_preprocess (cr, c, frames, n, g.caller, VIMK_F32, out_dev, error))
     goto out;
-  if (!sync_stream (cr, error))
+  if (!vim_cuda_sync_stream (cr, error))
     goto out;
   memcpy (out, cr->h_pre, bytes);
   ok = TRUE;
 out:
-  ctx_leave (&g);
+  vim_cuda_ctx_leave (&g);
   return ok;
 }
 
@@ -1422,13 +715,13 @@ cuda_forward (VimRunner *r, const float *input, int n, float *logits, GError **e
   CudaRunner *cr = r->impl;
   const VimModelConfig *c = &r->model->config;
   CtxGuard g;
-  if (!ctx_enter (cr, &g, error))
+  if (!vim_cuda_ctx_enter (cr, &g, error))
     return FALSE;
-  gboolean ok = ensure_batch (cr, c, n, error)
+  gboolean ok = vim_cuda_ensure_batch (cr, c, n, error)
       && upload_input (cr, c, input, n, error)
-      && run_forward (cr, c, n, error)
-      && fetch_logits (cr, c, n, logits, error);
-  ctx_leave (&g);
+      && vim_cuda_run_forward (cr, c, n, error)
+      && vim_cuda_fetch_logits (cr, c, n, logits, error);
+  vim_cuda_ctx_leave (&g);
   return ok;
 }
 
@@ -1438,224 +731,15 @@ cuda_classify (VimRunner *r, const VimFrame *frames, int n, float *logits, GErro
   CudaRunner *cr = r->impl;
   const VimModelConfig *c = &r->model->config;
   CtxGuard g;
-  if (!ctx_enter (cr, &g, error))
+  if (!vim_cuda_ctx_enter (cr, &g, error))
     return FALSE;
-  gboolean ok = ensure_batch (cr, c, n, error)
-      && enqueue_preprocess (cr, c, frames, n, g.caller, cr->t.in, cr->input, error)
-      && run_forward (cr, c, n, error)
-      && fetch_logits (cr, c, n, logits, error);
-  ctx_leave (&g);
+  gboolean ok = vim_cuda_ensure_batch (cr, c, n, error)
+      && vim_cuda_enqueue_preprocess (cr, c, frames, n, g.caller, cr->t.in, cr->input, error)
+      && vim_cuda_run_forward (cr, c, n, error)
+      && vim_cuda_fetch_logits (cr, c, n, logits, error);
+  vim_cuda_ctx_leave (&g);
   return ok;
-}
-/* ---- segmentation: masks on the GPU ---------------------------------------- */
-
-/* Grows a device buffer of the runner (contents not kept). */
-static gboolean
-dev_reserve (CudaRunner *cr, void **p, size_t *cap, size_t bytes, const char *what,
-    GError **error)
-{
-  if (*cap >= bytes)
-    return TRUE;
-  size_t want = MAX (bytes, *cap * 3 / 2);
-  dev_free (cr, p, *cap);
-  *cap = 0;
-  if (!dev_alloc (cr, p, want, what, error))
-    return FALSE;
-  *cap = want;
-  return TRUE;
-}
-
-/* A result the kernel cannot write in place: host memory, or device memory
- * of another context than the runner's. Those masks go through seg_out_dev. */
-static gboolean
-result_staged (const CudaRunner *cr, const VimSegResult *res, CUcontext caller)
-{
-  return res->memory == VIM_MEMORY_HOST || caller != cr->ctx;
-}
-
-static size_t
-mask_bytes (const VimSegResult *res)
-{
-  return (size_t) res->geometry.width * res->geometry.height;
-}
-
-/* After the forward pass (logits (n, K, gh, gw) on the device): one kernel
- * writes every mask, then staged masks and class counts come back, and the
- * stream is synchronized (so device results are ready on return). */
-static gboolean
-segment_masks (CudaRunner *cr, const VimModelConfig *c, int n, VimSegResult *results,
-    CUcontext caller, GError **error)
-{
-  const int K = c->num_classes;
-  /* layout of the staging buffers: staged masks packed (classes, then
-   * confidence), 256-byte aligned; the counts after them on the host side */
-  size_t staged = 0;
-  gboolean want_counts = FALSE;
-  for (int i = 0; i < n; i++) {
-    const VimSegResult *res = &results[i];
-    if (res->memory != VIM_MEMORY_HOST && res->memory != VIM_MEMORY_CUDA) {
-      g_set_error (error, VIM_ERROR, VIM_ERROR_INVALID_ARGUMENT,
-          "result %d: unknown memory type %d", i, (int) res->memory);
-      return FALSE;
-    }
-    if (result_staged (cr, res, caller))
-      staged += align256 (mask_bytes (res)) * (res->confidence ? 2 : 1);
-    want_counts |= res->fractions != NULL;
-  }
-  const size_t counts_bytes = want_counts ? (size_t) n * K * sizeof (guint32) : 0;
-  if (!dev_reserve (cr, &cr->seg_out_dev, &cr->seg_out_cap, MAX (staged, 256),
-          "staged masks", error)
-      || !dev_reserve (cr, (void **) &cr->seg_counts_dev, &cr->seg_counts_cap,
-          MAX (counts_bytes, 256), "class counts", error)
-      || !host_reserve (&cr->h_seg_out, &cr->h_seg_out_cap, staged + counts_bytes, error))
-    return FALSE;
-  if (cr->seg_desc_cap < n) {
-    size_t old = (size_t) cr->seg_desc_cap * sizeof (VimkSegMaskDesc);
-    dev_free (cr, (void **) &cr->seg_desc_dev, old);
-    cr->seg_desc_cap = 0;
-    if (!dev_alloc (cr, (void **) &cr->seg_desc_dev, (size_t) n * sizeof (VimkSegMaskDesc),
-            "mask descriptors", error))
-      return FALSE;
-    cr->seg_desc_cap = n;
-  }
-  if (cr->h_seg_desc_cap < n) {
-    if (cr->h_seg_desc)
-      cudaFreeHost (cr->h_seg_desc);
-    cr->h_seg_desc = NULL;
-    cr->h_seg_desc_cap = 0;
-    CK (cudaHostAlloc ((void **) &cr->h_seg_desc, (size_t) n * sizeof (VimkSegMaskDesc),
-            cudaHostAllocPortable), "allocating pinned host memory");
-    cr->h_seg_desc_cap = n;
-  }
-
-  /* descriptors: the same sampling as the host postprocessing (segment.c) */
-  size_t off = 0;
-  int64_t max_pixels = 0;
-  for (int i = 0; i < n; i++) {
-    const VimSegResult *res = &results[i];
-    VimkSegMaskDesc *d = &cr->h_seg_desc[i];
-    VimSegSampling smp;
-    vim_seg_sampling_compute (c, &res->geometry, &smp);
-    memset (d, 0, sizeof *d);
-    d->width = res->geometry.width;
-    d->height = res->geometry.height;
-    d->gx_scale = (float) smp.scale_x;
-    d->gx_offset = (float) smp.offset_x;
-    d->gy_scale = (float) smp.scale_y;
-    d->gy_offset = (float) smp.offset_y;
-    d->logits = cr->logits + (size_t) i * out_per_image (c);
-    if (result_staged (cr, res, caller)) {
-      d->classes = (uint8_t *) cr->seg_out_dev + off;
-      d->classes_stride = d->width;
-      off += align256 (mask_bytes (res));
-      if (res->confidence) {
-        d->confidence = (uint8_t *) cr->seg_out_dev + off;
-        d->confidence_stride = d->width;
-        off += align256 (mask_bytes (res));
-      }
-    } else {
-      d->classes = res->classes;
-      d->classes_stride = (int64_t) res->classes_stride;
-      d->confidence = res->confidence;
-      d->confidence_stride = (int64_t) res->confidence_stride;
-    }
-    d->counts = res->fractions ? cr->seg_counts_dev + (size_t) i * K : NULL;
-    max_pixels = MAX (max_pixels, (int64_t) d->width * d->height);
-  }
-  if (counts_bytes)
-    CK (cudaMemsetAsync (cr->seg_counts_dev, 0, counts_bytes, cr->stream), "clearing class counts");
-  CK (cudaMemcpyAsync (cr->seg_desc_dev, cr->h_seg_desc, (size_t) n * sizeof (VimkSegMaskDesc),
-          cudaMemcpyHostToDevice, cr->stream), "uploading mask descriptors");
-  for (int i0 = 0; i0 < n; i0 += 65535)
-    CK (vimk_seg_masks (cr->seg_desc_dev + i0, MIN (65535, n - i0), max_pixels, c->grid_h,
-            c->grid_w, K, cr->stream), "upsampling and argmax of the logits");
-
-  /* back: host results through pinned memory in one copy, device results
-   * of another context by a copy into their memory */
-  guint8 *h_out = cr->h_seg_out;
-  if (staged)
-    CK (cudaMemcpyAsync (h_out, cr->seg_out_dev, staged, cudaMemcpyDeviceToHost, cr->stream),
-        "copying the masks");
-  if (counts_bytes)
-    CK (cudaMemcpyAsync (h_out + staged, cr->seg_counts_dev, counts_bytes,
-            cudaMemcpyDeviceToHost, cr->stream), "copying the class counts");
-  for (int i = 0; i < n; i++) {
-    const VimSegResult *res = &results[i];
-    const VimkSegMaskDesc *d = &cr->h_seg_desc[i];
-    if (res->memory != VIM_MEMORY_CUDA || !result_staged (cr, res, caller))
-      continue;
-    CK (cudaMemcpy2DAsync (res->classes, res->classes_stride, d->classes, d->width, d->width,
-            d->height, cudaMemcpyDefault, cr->stream), "copying a mask to another CUDA context");
-    if (res->confidence)
-      CK (cudaMemcpy2DAsync (res->confidence, res->confidence_stride, d->confidence, d->width,
-              d->width, d->height, cudaMemcpyDefault, cr->stream),
-          "copying a confidence map to another CUDA context");
-  }
-  if (!sync_stream (cr, error))
-    return FALSE;
-
-  for (int i = 0; i < n; i++) {
-    VimSegResult *res = &results[i];
-    const VimkSegMaskDesc *d = &cr->h_seg_desc[i];
-    if (res->memory == VIM_MEMORY_HOST) {
-      const guint8 *src = h_out + (d->classes - (uint8_t *) cr->seg_out_dev);
-      for (int y = 0; y < d->height; y++)
-        memcpy (res->classes + (size_t) y * res->classes_stride, src + (size_t) y * d->width,
-            d->width);
-      if (res->confidence) {
-        src = h_out + (d->confidence - (uint8_t *) cr->seg_out_dev);
-        for (int y = 0; y < d->height; y++)
-          memcpy (res->confidence + (size_t) y * res->confidence_stride,
-              src + (size_t) y * d->width, d->width);
-      }
-    }
-    if (res->fractions) {
-      const guint32 *cnt = (const guint32 *) (h_out + staged) + (size_t) i * K;
-      const double total = (double) d->width * d->height;
-      for (int k = 0; k < K; k++)
-        res->fractions[k] = (float) (cnt[k] / total);
-    }
-  }
-  return TRUE;
-}
-
-static gboolean
-cuda_segment (VimRunner *r, const VimFrame *frames, int n, const VimMaskSpec *spec,
-    VimSegResult *results, GError **error)
-{
-  CudaRunner *cr = r->impl;
-  const VimModelConfig *c = &r->model->config;
-  (void) spec;                /* runner.c turned it into results[i].geometry */
-  if (!is_segmenter (c)) {
-    g_set_error (error, VIM_ERROR, VIM_ERROR_INVALID_ARGUMENT,
-        "%s is not a segmentation model", r->model->path);
-    return FALSE;
-  }
-  CtxGuard g;
-  if (!ctx_enter (cr, &g, error))
-    return FALSE;
-  gboolean ok = ensure_batch (cr, c, n, error)
-      && enqueue_preprocess (cr, c, frames, n, g.caller, cr->t.in, cr->input, error)
-      && run_forward (cr, c, n, error)
-      && segment_masks (cr, c, n, results, g.caller, error);
-  ctx_leave (&g);
-  return ok;
-}
-
-static void
-weights_release (VimModel *model, CudaWeights *w)
-{
-  g_mutex_lock (&model->device_lock);
-  if (--w->refcount == 0) {
-    model->device_weights = g_slist_remove (model->device_weights, w);
-    cudaFree (w->blob);
-    g_free (w->layers);
-    g_free (w);
-  }
-  g_mutex_unlock (&model->device_lock);
-}
-
-static void
+}static void
 runner_destroy (VimModel *model, CudaRunner *cr)
 {
   if (cr->graphs) {
@@ -1689,7 +773,7 @@ runner_destroy (VimModel *model, CudaRunner *cr)
   if (cr->blas) cublasDestroy (cr->blas);
   if (cr->stream) cudaStreamDestroy (cr->stream);
   if (cr->w)
-    weights_release (model, cr->w);
+    vim_cuda_weights_release (model, cr->w);
 }
 
 static void
@@ -1699,16 +783,16 @@ cuda_free (VimRunner *r)
   if (cr == NULL)
     return;
   CtxGuard g;
-  gboolean entered = ctx_enter (cr, &g, NULL);
+  gboolean entered = vim_cuda_ctx_enter (cr, &g, NULL);
   if (entered) {
     cudaStreamSynchronize (cr->stream);
     runner_destroy (r->model, cr);
-    ctx_leave (&g);
+    vim_cuda_ctx_leave (&g);
   }
   if (cr->retained_primary) {
     CUdevice dev;
-    if (drv.device_get (&dev, cr->device) == CUDA_SUCCESS)
-      drv.release (dev);
+    if (vim_cuda_drv.device_get (&dev, cr->device) == CUDA_SUCCESS)
+      vim_cuda_drv.release (dev);
   }
   g_free (cr);
   r->impl = NULL;
@@ -1718,7 +802,7 @@ static const VimBackend cuda_backend = {
   .preprocess = cuda_preprocess,
   .forward = cuda_forward,
   .classify = cuda_classify,
-  .segment = cuda_segment,
+  .segment = vim_cuda_runner_segment,
   .free = cuda_free,
 };
 
@@ -1733,7 +817,7 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
         "CUDA backend: task %d is not supported", (int) c->task);
     return FALSE;
   }
-  if (is_segmenter (c) && (c->num_classes > 256 || c->n_seg_layers < 1 || c->cls_index >= 0)) {
+  if (vim_cuda_is_segmenter (c) && (c->num_classes > 256 || c->n_seg_layers < 1 || c->cls_index >= 0)) {
     g_set_error (error, VIM_ERROR, VIM_ERROR_UNSUPPORTED,
         "CUDA backend: segmenter with %d classes, %d feature levels and %s class token "
         "(need <= 256 classes, >= 1 level, no class token)", c->num_classes,
@@ -1757,7 +841,7 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
   CKB (cublasSetStream (cr->blas, cr->stream), "setting the stream");
   CKB (cublasSetMathMode (cr->blas, CUBLAS_DEFAULT_MATH), "setting the math mode");
   cr->blas_ws_bytes = (size_t) 8 << 20;
-  if (!dev_alloc (cr, &cr->blas_ws, cr->blas_ws_bytes, "the cuBLAS workspace", error))
+  if (!vim_cuda_dev_alloc (cr, &cr->blas_ws, cr->blas_ws_bytes, "the cuBLAS workspace", error))
     return FALSE;
   CKB (cublasSetWorkspace (cr->blas, cr->blas_ws, cr->blas_ws_bytes), "setting the workspace");
   cr->slot[0].stream = cr->stream;
@@ -1785,7 +869,7 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
     }
   }
   if (cr->w == NULL) {
-    cr->w = weights_upload (model, cr->ctx, r->options.precision, error);
+    cr->w = vim_cuda_weights_upload (model, cr->ctx, r->options.precision, error);
     if (cr->w)
       model->device_weights = g_slist_prepend (model->device_weights, cr->w);
   }
@@ -1802,7 +886,7 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
    * pass against 2 x 128: Vim-Ti 11.93 / 12.54 ms, Vim-S 24.61 / 25.35, for
    * 1.1 (Ti) and 1.9 (S) MiB of workspace per image, still below DeiT's
    * activations at that batch (bench/RESULTS.md). */
-  long long tokens = env_int ("VIM_CUDA_PASS_TOKENS", 0);
+  long long tokens = vim_cuda_env_int ("VIM_CUDA_PASS_TOKENS", 0);
   long long imgs;
   if (tokens > 0)
     imgs = tokens / c->seq_len;
@@ -1811,27 +895,27 @@ runner_setup (VimRunner *r, CudaRunner *cr, GError **error)
   else
     imgs = 32768 / c->seq_len;
   cr->pass_images = (int) CLAMP (imgs, 1, 4096);
-  cr->scan_lanes = env_int ("VIM_CUDA_SCAN_LANES", 0);
-  cr->scan_chunks = env_int ("VIM_CUDA_SCAN_CHUNKS", 0);
-  cr->profile = env_int ("VIM_CUDA_PROFILE", 0) != 0;
-  cr->scan_poly = env_int ("VIM_CUDA_SCAN_POLY", -1);
+  cr->scan_lanes = vim_cuda_env_int ("VIM_CUDA_SCAN_LANES", 0);
+  cr->scan_chunks = vim_cuda_env_int ("VIM_CUDA_SCAN_CHUNKS", 0);
+  cr->profile = vim_cuda_env_int ("VIM_CUDA_PROFILE", 0) != 0;
+  cr->scan_poly = vim_cuda_env_int ("VIM_CUDA_SCAN_POLY", -1);
   /* VIM_CUDA_CONV_XPROJ=1: conv, gate and x_proj in one launch where the
    * kernel can (16-bit, sm_80+). Off by default: on an H200 it was 8% slower
    * at Vim-Ti 224 batch 256 and 18% at batch 1 than conv + cuBLAS x_proj
    * (bench/RESULTS.md, seventh session) */
-  cr->conv_xproj = VIM_CUDA_MIN_SM >= 80 && env_int ("VIM_CUDA_CONV_XPROJ", 0) != 0
+  cr->conv_xproj = VIM_CUDA_MIN_SM >= 80 && vim_cuda_env_int ("VIM_CUDA_CONV_XPROJ", 0) != 0
       && vimk_conv_xproj_supported (cr->w->t.xz, cr->w->t.act, c->d_inner, c->d_conv,
           cr->w->ldd);
   /* SiLU(z) in the scan rather than the conv, which then neither reads nor
    * writes z (VIM_CUDA_GATE_IN_CONV=1: the conv gates, as before) */
-  cr->gate_in_scan = !cr->conv_xproj && env_int ("VIM_CUDA_GATE_IN_CONV", 0) == 0;
-  cr->use_graphs = env_int ("VIM_CUDA_GRAPHS", 1) != 0;
-  cr->last_layer_steps = env_int ("VIM_CUDA_LAST_STEPS", 1) != 0;
+  cr->gate_in_scan = !cr->conv_xproj && vim_cuda_env_int ("VIM_CUDA_GATE_IN_CONV", 0) == 0;
+  cr->use_graphs = vim_cuda_env_int ("VIM_CUDA_GRAPHS", 1) != 0;
+  cr->last_layer_steps = vim_cuda_env_int ("VIM_CUDA_LAST_STEPS", 1) != 0;
   cr->graphs = g_array_new (FALSE, TRUE, sizeof (GraphEntry));
   /* Most passes in flight at once (VIM_CUDA_PASS_STREAMS, default 2); one
    * when cuBLASLt's workspace is shared (VIM_CUDA_GEMM=lt|tuned) or stage
    * times are taken (VIM_CUDA_PROFILE) */
-  cr->max_slots = (int) CLAMP (env_int ("VIM_CUDA_PASS_STREAMS", 2), 1, MAX_PASS_SLOTS);
+  cr->max_slots = (int) CLAMP (vim_cuda_env_int ("VIM_CUDA_PASS_STREAMS", 2), 1, MAX_PASS_SLOTS);
   if (cr->lt || cr->profile)
     cr->max_slots = 1;
   return TRUE;
@@ -1843,7 +927,7 @@ vim_runner_cuda_init (VimRunner *r, GError **error)
   int count = 0;
   if (!vim_cuda_device_count (&count, error))
     return FALSE;
-  if (!driver_load (error))
+  if (!vim_cuda_driver_load (error))
     return FALSE;
 
   if (r->options.precision != VIM_PRECISION_FP32 && r->options.precision != VIM_PRECISION_FP16
@@ -1853,7 +937,7 @@ vim_runner_cuda_init (VimRunner *r, GError **error)
     return FALSE;
   }
   CudaRunner *cr = g_new0 (CudaRunner, 1);
-  cr->t = types_for (r->options.precision);
+  cr->t = vim_cuda_types_for (r->options.precision);
   cr->ts = vimk_dtype_size (cr->t.act);
   cr->ts_in = vimk_dtype_size (cr->t.in);
   cr->ts_norm = vimk_dtype_size (cr->t.norm);
@@ -1862,12 +946,12 @@ vim_runner_cuda_init (VimRunner *r, GError **error)
   /* The device: the caller's current context when it is on the asked-for
    * device (or none was asked for), else that device's primary context. */
   CUcontext cur = NULL;
-  if (drv.get_current (&cur) != CUDA_SUCCESS)
+  if (vim_cuda_drv.get_current (&cur) != CUDA_SUCCESS)
     cur = NULL;
   int cur_dev = -1;
   if (cur) {
     CUdevice d;
-    if (drv.get_device (&d) == CUDA_SUCCESS)
+    if (vim_cuda_drv.get_device (&d) == CUDA_SUCCESS)
       cur_dev = (int) d;
   }
   int want = r->options.cuda_device;
@@ -1885,8 +969,8 @@ vim_runner_cuda_init (VimRunner *r, GError **error)
     cr->ctx = cur;
   } else {
     CUdevice dev;
-    if (drv.device_get (&dev, want) != CUDA_SUCCESS
-        || drv.retain (&cr->ctx, dev) != CUDA_SUCCESS) {
+    if (vim_cuda_drv.device_get (&dev, want) != CUDA_SUCCESS
+        || vim_cuda_drv.retain (&cr->ctx, dev) != CUDA_SUCCESS) {
       g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE,
           "CUDA: cannot open device %d", want);
       g_free (cr);
@@ -1903,8 +987,8 @@ vim_runner_cuda_init (VimRunner *r, GError **error)
         want, major, minor, VIM_CUDA_MIN_SM);
     if (cr->retained_primary) {
       CUdevice dev;
-      if (drv.device_get (&dev, want) == CUDA_SUCCESS)
-        drv.release (dev);
+      if (vim_cuda_drv.device_get (&dev, want) == CUDA_SUCCESS)
+        vim_cuda_drv.release (dev);
     }
     g_free (cr);
     return FALSE;
@@ -1918,12 +1002,12 @@ vim_runner_cuda_init (VimRunner *r, GError **error)
   r->impl = cr;
   r->backend = &cuda_backend;
   CtxGuard g;
-  if (!ctx_enter (cr, &g, error)) {
+  if (!vim_cuda_ctx_enter (cr, &g, error)) {
     cuda_free (r);
     return FALSE;
   }
   gboolean ok = runner_setup (r, cr, error);
-  ctx_leave (&g);
+  vim_cuda_ctx_leave (&g);
   if (!ok) {
     cuda_free (r);
     return FALSE;
@@ -1956,12 +1040,12 @@ vim_runner_cuda_bench (VimRunner *r, int n, int min_iters, int max_iters,
   const VimModelConfig *c = &r->model->config;
   memset (out, 0, sizeof *out);
   CtxGuard g;
-  if (!ctx_enter (cr, &g, error))
+  if (!vim_cuda_ctx_enter (cr, &g, error))
     return FALSE;
   gboolean ok = FALSE;
   double *times = NULL;
   cudaEvent_t ev[2] = { NULL, NULL };
-  if (!ensure_batch (cr, c, n, error))
+  if (!vim_cuda_ensure_batch (cr, c, n, error))
     goto out;
   {
     /* random input, normalized range, from the splitmix stream of the tests */
@@ -1986,7 +1070,7 @@ vim_runner_cuda_bench (VimRunner *r, int n, int min_iters, int max_iters,
   }
   /* warm-up: eager, then capture */
   for (int i = 0; i < 3; i++)
-    if (!run_forward (cr, c, n, error) || !sync_stream (cr, error))
+    if (!vim_cuda_run_forward (cr, c, n, error) || !vim_cuda_sync_stream (cr, error))
       goto out;
   if (cudaEventCreate (&ev[0]) != cudaSuccess || cudaEventCreate (&ev[1]) != cudaSuccess) {
     g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "CUDA: cannot create events");
@@ -1998,9 +1082,9 @@ vim_runner_cuda_bench (VimRunner *r, int n, int min_iters, int max_iters,
   while (iters < max_iters
       && (iters < min_iters || (g_get_monotonic_time () - start) / 1e6 < max_seconds)) {
     if (cudaEventRecord (ev[0], cr->stream) != cudaSuccess
-        || !run_forward (cr, c, n, error)
+        || !vim_cuda_run_forward (cr, c, n, error)
         || cudaEventRecord (ev[1], cr->stream) != cudaSuccess
-        || !sync_stream (cr, error)) {
+        || !vim_cuda_sync_stream (cr, error)) {
       if (error && *error == NULL)
         g_set_error (error, VIM_ERROR, VIM_ERROR_DEVICE, "CUDA: timing failed");
       goto out;
@@ -2035,7 +1119,7 @@ vim_runner_cuda_bench (VimRunner *r, int n, int min_iters, int max_iters,
     gboolean pok = enqueue_forward (cr, c, n, error);
     prof_active = NULL;
     if (pok)
-      pok = sync_stream (cr, error);
+      pok = vim_cuda_sync_stream (cr, error);
     if (pok) {
       double tot[ST_N] = { 0 }, all = 0;
       for (int i = 1; i < p->n; i++) {
@@ -2063,6 +1147,6 @@ out:
   if (ev[0]) cudaEventDestroy (ev[0]);
   if (ev[1]) cudaEventDestroy (ev[1]);
   g_free (times);
-  ctx_leave (&g);
+  vim_cuda_ctx_leave (&g);
   return ok;
 }

@@ -92,7 +92,7 @@ struct _VimModel {
   VimWeights w;
   float *converted;           /* fp32 copies of tensors not usable in place */
   char **labels;              /* num_classes entries or NULL */
-  /* Weights already uploaded to a device, shared by runners (runner_cuda.c). */
+  /* Weights already uploaded to a device, shared by runners (weights_cuda.c). */
   GMutex device_lock;
   GSList *device_weights;
 };
