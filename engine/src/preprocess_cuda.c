@@ -64,15 +64,9 @@ vim_cuda_enqueue_preprocess (CudaRunner *cr, const VimModelConfig *c, const VimF
   }
   if (host_end > 0 && !vim_cuda_host_reserve (&cr->h_stage, &cr->h_stage_cap, host_end, error))
     return FALSE;
-  if (cr->h_desc_cap < n) {
-    if (cr->h_desc)
-      cudaFreeHost (cr->h_desc);
-    cr->h_desc = NULL;
-    cr->h_desc_cap = 0;
-    CK (cudaHostAlloc ((void **) &cr->h_desc, (size_t) n * sizeof (VimkFrameDesc),
-            cudaHostAllocPortable), "allocating pinned host memory");
-    cr->h_desc_cap = n;
-  }
+  if (!vim_cuda_host_reserve ((void **) &cr->h_desc, &cr->h_desc_cap,
+          (size_t) n * sizeof (VimkFrameDesc), error))
+    return FALSE;
   if (cr->desc_cap < n) {
     vim_cuda_dev_free (cr, (void **) &cr->desc_dev, (size_t) cr->desc_cap * sizeof (VimkFrameDesc));
     cr->desc_cap = 0;

@@ -635,6 +635,15 @@ vim_cuda_run_forward (CudaRunner *cr, const VimModelConfig *c, int n, GError **e
 }
 
 gboolean
+vim_cuda_forward_frames (CudaRunner *cr, const VimModelConfig *c, const VimFrame *frames,
+    int n, CUcontext caller, GError **error)
+{
+  return vim_cuda_ensure_batch (cr, c, n, error)
+      && vim_cuda_enqueue_preprocess (cr, c, frames, n, caller, cr->t.in, cr->input, error)
+      && vim_cuda_run_forward (cr, c, n, error);
+}
+
+gboolean
 vim_cuda_sync_stream (CudaRunner *cr, GError **error)
 {
   cudaError_t e = cudaStreamSynchronize (cr->stream);
@@ -679,6 +688,7 @@ upload_input (CudaRunner *cr, const VimModelConfig *c, const float *input, int n
   }
   return TRUE;
 }
+
 /* ---- backend vtable ------------------------------------------------------------ */
 
 static gboolean
@@ -733,13 +743,13 @@ cuda_classify (VimRunner *r, const VimFrame *frames, int n, float *logits, GErro
   CtxGuard g;
   if (!vim_cuda_ctx_enter (cr, &g, error))
     return FALSE;
-  gboolean ok = vim_cuda_ensure_batch (cr, c, n, error)
-      && vim_cuda_enqueue_preprocess (cr, c, frames, n, g.caller, cr->t.in, cr->input, error)
-      && vim_cuda_run_forward (cr, c, n, error)
+  gboolean ok = vim_cuda_forward_frames (cr, c, frames, n, g.caller, error)
       && vim_cuda_fetch_logits (cr, c, n, logits, error);
   vim_cuda_ctx_leave (&g);
   return ok;
-}static void
+}
+
+static void
 runner_destroy (VimModel *model, CudaRunner *cr)
 {
   if (cr->graphs) {

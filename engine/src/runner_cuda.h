@@ -77,7 +77,8 @@ typedef struct {
   int logits_cap;
   /* vim_runner_segment */
   VimkSegMaskDesc *seg_desc_dev, *h_seg_desc;
-  int seg_desc_cap, h_seg_desc_cap;
+  int seg_desc_cap;
+  size_t h_seg_desc_cap;      /* bytes */
   guint32 *seg_counts_dev;    /* n x K */
   size_t seg_counts_cap;      /* bytes */
   void *seg_out_dev;          /* masks staged for host results or another context */
@@ -98,7 +99,7 @@ typedef struct {
   void *h_pre;                /* preprocess output (mapped) */
   size_t h_pre_cap;
   VimkFrameDesc *h_desc;
-  int h_desc_cap;
+  size_t h_desc_cap;          /* bytes */
 
   GArray *graphs;             /* GraphEntry */
 } CudaRunner;
@@ -127,6 +128,9 @@ gboolean vim_cuda_ensure_batch (CudaRunner *cr, const VimModelConfig *c, int n,
 /* The forward pass over cr->input[0..n) into cr->logits, on cr->stream. */
 gboolean vim_cuda_run_forward (CudaRunner *cr, const VimModelConfig *c, int n,
     GError **error);
+/* Frames -> cr->input -> the forward pass (workspace for n first). */
+gboolean vim_cuda_forward_frames (CudaRunner *cr, const VimModelConfig *c,
+    const VimFrame *frames, int n, CUcontext caller, GError **error);
 gboolean vim_cuda_sync_stream (CudaRunner *cr, GError **error);
 /* cr->logits[0..n) to host memory (synchronizes). */
 gboolean vim_cuda_fetch_logits (CudaRunner *cr, const VimModelConfig *c, int n,

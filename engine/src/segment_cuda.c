@@ -74,15 +74,9 @@ segment_masks (CudaRunner *cr, const VimModelConfig *c, int n, VimSegResult *res
       return FALSE;
     cr->seg_desc_cap = n;
   }
-  if (cr->h_seg_desc_cap < n) {
-    if (cr->h_seg_desc)
-      cudaFreeHost (cr->h_seg_desc);
-    cr->h_seg_desc = NULL;
-    cr->h_seg_desc_cap = 0;
-    CK (cudaHostAlloc ((void **) &cr->h_seg_desc, (size_t) n * sizeof (VimkSegMaskDesc),
-            cudaHostAllocPortable), "allocating pinned host memory");
-    cr->h_seg_desc_cap = n;
-  }
+  if (!vim_cuda_host_reserve ((void **) &cr->h_seg_desc, &cr->h_seg_desc_cap,
+          (size_t) n * sizeof (VimkSegMaskDesc), error))
+    return FALSE;
 
   /* descriptors: the same sampling as the host postprocessing (segment.c) */
   size_t off = 0;
@@ -190,9 +184,7 @@ vim_cuda_runner_segment (VimRunner *r, const VimFrame *frames, int n, const VimM
   CtxGuard g;
   if (!vim_cuda_ctx_enter (cr, &g, error))
     return FALSE;
-  gboolean ok = vim_cuda_ensure_batch (cr, c, n, error)
-      && vim_cuda_enqueue_preprocess (cr, c, frames, n, g.caller, cr->t.in, cr->input, error)
-      && vim_cuda_run_forward (cr, c, n, error)
+  gboolean ok = vim_cuda_forward_frames (cr, c, frames, n, g.caller, error)
       && segment_masks (cr, c, n, results, g.caller, error);
   vim_cuda_ctx_leave (&g);
   return ok;
