@@ -110,12 +110,12 @@ typedef struct {
   CUcontext caller;
 } CtxGuard;
 
-/* ---- runner.c's helpers, for the other files ---------------------------------- */
+/* ---- runner_cuda.c, for the other files ------------------------------------- */
 
 gboolean vim_cuda_ctx_enter (CudaRunner *cr, CtxGuard *g, GError **error);
 void vim_cuda_ctx_leave (CtxGuard *g);
 
-/* Device and pinned allocations counted in the runner's peak. */
+/* Device allocations, counted in the runner's peak (dev_bytes, dev_peak). */
 gboolean vim_cuda_dev_alloc (CudaRunner *cr, void **p, size_t bytes, const char *what,
     GError **error);
 void vim_cuda_dev_free (CudaRunner *cr, void **p, size_t bytes);
