@@ -50,19 +50,13 @@
  * VIM_CUDA_SCAN_DT_MMA=0 (dt_proj with FMAs instead of the tensor cores) and
  * VIM_CUDA_LAYER_CARVEOUT=-1 (the driver chooses every L1 / shared split).
  */
-#include "vim-private.h"
+#include "runner_cuda.h"
 #include "vim-build-config.h"
 #include "cuda_bench.h"
-#include "runner_cuda.h"
 
-#include <cuda.h>
-#include <cuda_runtime_api.h>
-#include <cublas_v2.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "vimk/vimk.h"
 
 /* ---- the runner ------------------------------------------------------------ */
 
