@@ -15,6 +15,8 @@
  *                  (VIM_CUDA_GATE_IN_CONV=1, or the fused conv: the conv writes
  *                  z <- SiLU(z) instead, vimk_conv_gate)
  *   residual    += [y_f | y_b] x [W_out/2 | W_out/2]^T     cuBLAS, fp32 accumulate
+ *                  (or (y_f + y_b) x (W_out/2)^T where the scan summed the
+ *                  directions into the forward half: vimk_scan_sums_directions)
  *
  * In the last layer the scan stops at the class token (each direction's
  * chain ends there; VIM_CUDA_LAST_STEPS=0 runs it whole) and out_proj runs
@@ -41,7 +43,7 @@
  * two streams (a workspace each), one pass's scan overlapping the other's
  * GEMMs. Tuning knobs for bench/ (environment, read when a runner is
  * made): VIM_CUDA_PASS_TOKENS, VIM_CUDA_PASS_STREAMS=1..4 (default 2),
- * VIM_CUDA_SCAN_LANES, VIM_CUDA_SCAN_CHUNKS,
+ * VIM_CUDA_SCAN_LANES, VIM_CUDA_SCAN_CHUNKS, VIM_CUDA_SCAN_SUM=0|1,
  * VIM_CUDA_SCAN_POLY, VIM_CUDA_CONV_XPROJ=1, VIM_CUDA_GATE_IN_CONV=1,
  * VIM_CUDA_DBL_ALIGN=4|16, VIM_CUDA_LAST_STEPS=0, VIM_CUDA_GRAPHS=0, VIM_CUDA_PROFILE=1,
  * VIM_CUDA_GEMM=lt or tuned (cuBLASLt, gemm_cuda.c; default cuBLAS) and,
@@ -506,6 +508,7 @@ enqueue_pass (CudaRunner *cr, PassSlot *ps, int slots, const VimModelConfig *c, 
       .A2 = ly->A2, .Wdt = ly->dt_w, .bdt = ly->dt_b, .Dv = ly->Dv,
       .lanes = cr->scan_lanes, .chunks = cr->scan_chunks, .poly_exps = cr->scan_poly,
       .concurrent = slots - 1,
+      .sum_directions = 1,
       /* the last layer feeds only the class token to the head: each
        * direction stops there (mid-token: half the steps) */
       .steps = last && cls_only && cr->last_layer_steps
@@ -515,11 +518,15 @@ enqueue_pass (CudaRunner *cr, PassSlot *ps, int slots, const VimModelConfig *c, 
       cr->scan_whole = vimk_scan_whole (t.act, &sa);
       cr->scan_stream = vimk_scan_stream (t.act, &sa);
     }
+    /* summed directions leave y_f + y_b in the forward half: the
+     * projections then read its E columns with the first half of their
+     * [W/2 | W/2] weights */
+    const int ky = vimk_scan_sums_directions (t.act, &sa) ? E : 2 * E;
     CKK (vimk_scan (t.act, &sa, ps->scan_ws, ps->scan_ws_bytes, s), "selective scan");
     prof_mark (cr, ST_SCAN);
     if (seg && level < c->n_seg_layers && c->seg_layers[level] == l) {
       /* this block's mixer output, projected by the head: seg_h (+)= y W'^T */
-      if (!gemm (cr, ps, t.act, c->seg_channels, rows, 2 * E, w->seg_proj[level], 2 * E,
+      if (!gemm (cr, ps, t.act, c->seg_channels, rows, ky, w->seg_proj[level], 2 * E,
               ps->xcy, 2 * E, ps->seg_h, VIMK_F32, c->seg_channels, level == 0 ? 0.f : 1.f,
               "segmentation projection", error))
         return FALSE;
@@ -530,12 +537,12 @@ enqueue_pass (CudaRunner *cr, PassSlot *ps, int slots, const VimModelConfig *c, 
     }
     if (last && cls_only) {
       /* only the class-token rows feed the head */
-      if (!gemm (cr, ps, t.act, D, m, 2 * E, ly->out_w, 2 * E,
+      if (!gemm (cr, ps, t.act, D, m, ky, ly->out_w, 2 * E,
               (const guint8 *) ps->xcy + (size_t) c->cls_index * 2 * E * cr->ts, L * 2 * E,
               ps->residual + (size_t) c->cls_index * D, VIMK_F32, L * D, 1.f,
               "out_proj (class token)", error))
         return FALSE;
-    } else if (!gemm (cr, ps, t.act, D, rows, 2 * E, ly->out_w, 2 * E, ps->xcy, 2 * E,
+    } else if (!gemm (cr, ps, t.act, D, rows, ky, ly->out_w, 2 * E, ps->xcy, 2 * E,
             ps->residual, VIMK_F32, D, 1.f, "out_proj", error))
       return FALSE;
     prof_mark (cr, ST_OUT);

@@ -701,6 +701,110 @@ vimk_scan_stream (VimkDType dt, const VimkScanArgs *a)
   return scan_runs (a) && scan_uses_stream (dt, gate_type (dt, a), a);
 }
 
+/* What vimk_scan runs through V2-V4 (no V5 or V6): lanes G x chunks P of
+ * Tc steps, kernel version, polynomial exponentials kp, dt_proj on the
+ * tensor cores, the directions summed */
+struct LanePlan {
+  int G, P, Tc, ver, kp;
+  bool mma, sum_dirs;
+};
+
+/* VIM_CUDA_SCAN_SUM=0|1: VimkScanArgs.sum_directions = 1 never / wherever
+ * the plan allows (A/B timing); unset: the rule in scan_sums */
+static int scan_sum_env ()
+{
+  static const int v = env_switch ("VIM_CUDA_SCAN_SUM");
+  return v;
+}
+
+/* Whether a one- or two-lane, one-chunk V4 plan sums the directions (SUMD in
+ * scan_v4.cu): asked for (sum_directions 2: wherever it can, 1: by the
+ * switch or the rule) and whole chains. Summing halves out_proj's K and
+ * input, but a block then runs twice the steps, there are half as many
+ * blocks, and the backward pass reads the forward outputs. The rule, from
+ * an H200 (fp16, bench/RESULTS.md, twenty-fourth session): E >= 768 and
+ * blocks x (1 + scans beside it) x E >= 4 x SMs x 1536. Vim-B 224 batch 64
+ * (768 blocks) -6.1%, batch 256 -5.1%; Vim-S batch 256 -0.9%, batch 512
+ * -2.6%; below it, Vim-S batch 64 +0.7%; Vim-Ti (E = 384: its out_proj is
+ * mostly the fp32 residual's traffic) lost everywhere: batch 64 +31%,
+ * 256 +4.4%, 512 +1.1%. */
+static bool
+scan_sums (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, const LanePlan &p, int Ls)
+{
+  if (a->sum_directions <= 0 || p.G > 2 || p.P != 1 || Ls != a->L || p.ver != 4
+      || !scan::v4_fits (a, dt, gdt, p.G)
+      || scan::v4_kernel (false, dt, gdt, a->N, p.G, a->r_pad / 4, p.kp, p.mma, true) == nullptr)
+    return false;
+  if (a->sum_directions >= 2)
+    return true;
+  const int env = scan_sum_env ();
+  if (env >= 0)
+    return env == 1;
+  const int64_t blocks = (int64_t) a->nseq * cdiv (a->E, kThreads) * (1 + std::max (0, a->concurrent));
+  return a->E >= 768 && blocks * a->E >= (int64_t) 4 * sm_count () * 1536;
+}
+
+static LanePlan
+plan_lanes (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, int Ls, size_t workspace_bytes)
+{
+  LanePlan p;
+  vimk_scan_plan (a->nseq, Ls, a->E, a->N, a->R, a->lanes, a->chunks, &p.G, &p.P);
+  if (Ls < a->L && p.P > 1 && vimk_scan_workspace_bytes (a->nseq, a->E, a->N, p.P) > workspace_bytes)
+    vimk_scan_plan (a->nseq, a->L, a->E, a->N, a->R, a->lanes, a->chunks, &p.G, &p.P);
+  const int G = p.G;
+  int kp = a->poly_exps;
+  if (kp < 0 || G != 1 || a->N != 16)
+    kp = (G == 1 && a->N == 16) ? (kp < 0 ? 0 : kp) : 0;
+  const int planned = p.P;
+  p.Tc = p.P = 0;                             /* vimk_scan refuses P = 0 */
+  if (G >= 1 && G <= a->N && planned >= 1 && planned * 2 <= 65535) {
+    const int tt = tile_steps (G);
+    /* chunks k < P cover steps [k Tc, min (L, (k + 1) Tc)), so at least Ls */
+    p.Tc = (int) cdiv (cdiv (Ls, planned), tt) * tt;
+    p.P = (int) cdiv (Ls, p.Tc);              /* no empty chunks */
+  }
+  /* V2-V4 take 32-bit offsets within a sequence */
+  int ver = a->version >= 1 && a->version <= 4 ? a->version : scan_version ();
+  if (ver == 0 || ver >= 5)
+    ver = 4;                                  /* V5/V6 did not fit: the default */
+  if ((int64_t) a->L * std::max (std::max (a->ld_xy, a->ld_gate), (int64_t) a->ldd)
+      >= ((int64_t) 1 << 31))
+    ver = 1;
+  if (ver >= 3 && a->ldd > 128)
+    ver = 2;                                  /* V3 and V4 stage rows of <= 32 float4 */
+  p.mma = false;
+  if (ver == 4 && scan::v4_fits (a, dt, gdt, G)) {
+    /* V4's own choice: 2 of 16 exponentials on the FMA pipes where one lane
+     * per chain with a short dt_proj row leaves the special-function unit
+     * the bound (16-bit, Vim-Ti: 3.5% faster at batch 128-256 on an H200;
+     * Vim-S and Vim-B, whose longer rows make the kernel issue-bound,
+     * 3% slower; bench/RESULTS.md) */
+    if (a->poly_exps < 0 && G == 1 && a->N == 16 && a->r_pad <= 16 && dt != VIMK_F32)
+      kp = 2;
+    /* one lane per chain, 16-bit, dt_rank > 16: dt_proj on the tensor
+     * cores (scan_v4.cu). On an H200, fp16: Vim-B 224 batch 64 14.95 ->
+     * 13.49 ms, Vim-S batch 256 21.76 -> 21.26, batch 64 5.78 -> 5.55; with
+     * Vim-Ti's rank of 12 the FMAs are fewer than the product's overhead
+     * (batch 256 9.73 -> 9.93, so it keeps them; bench/RESULTS.md,
+     * fourteenth session) */
+    p.mma = G == 1 && a->N == 16 && dt != VIMK_F32 && a->R > 16 && scan_dt_mma_env ();
+  }
+  p.ver = ver;
+  p.kp = kp;
+  p.sum_dirs = false;
+  p.sum_dirs = p.P >= 1 && scan_sums (dt, gdt, a, p, Ls);
+  return p;
+}
+
+extern "C" int
+vimk_scan_sums_directions (VimkDType dt, const VimkScanArgs *a)
+{
+  const VimkDType gdt = gate_type (dt, a);
+  if (!scan_runs (a) || scan_uses_stream (dt, gdt, a) || scan_uses_whole (dt, gdt, a, scan_steps (a)))
+    return 0;
+  return plan_lanes (dt, gdt, a, scan_steps (a), 0).sum_dirs;
+}
+
 extern "C" cudaError_t
 vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspace_bytes,
     cudaStream_t stream)
@@ -719,23 +823,19 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
     return scan::stream_launch (a, dt, gdt, Ls, stream);
   if (scan_uses_whole (dt, gdt, a, Ls))
     return scan::whole_launch (a, dt, gdt, Ls, stream);
-  int G, P;
-  vimk_scan_plan (a->nseq, Ls, a->E, a->N, a->R, a->lanes, a->chunks, &G, &P);
-  if (Ls < a->L && P > 1 && vimk_scan_workspace_bytes (a->nseq, a->E, a->N, P) > workspace_bytes)
-    vimk_scan_plan (a->nseq, a->L, a->E, a->N, a->R, a->lanes, a->chunks, &G, &P);
-  if (G > a->N || P < 1 || P * 2 > 65535)
+  const LanePlan lp = plan_lanes (dt, gdt, a, Ls, workspace_bytes);
+  const int G = lp.G;
+  int P = lp.P;
+  if (G < 1 || G > a->N || P < 1 || P * 2 > 65535)
     return cudaErrorInvalidValue;
-  int kp = a->poly_exps;
-  if (kp < 0 || G != 1 || a->N != 16)
-    kp = (G == 1 && a->N == 16) ? (kp < 0 ? 0 : kp) : 0;
+  int kp = lp.kp;
+  int ver = lp.ver;
+  const bool mma = lp.mma, sum_dirs = lp.sum_dirs;
+  const int tt = tile_steps (G);
   ScanParams sp;
   sp.a = *a;
   sp.P = P;
-  const int tt = tile_steps (G);
-  /* chunks k < P cover steps [k Tc, min (L, (k + 1) Tc)), so at least Ls */
-  sp.Tc = (int) cdiv (cdiv (Ls, P), tt) * tt;
-  sp.P = (int) cdiv (Ls, sp.Tc);              /* no empty chunks */
-  P = sp.P;
+  sp.Tc = lp.Tc;
   sp.summ = nullptr;
   sp.summS = nullptr;
   if (P > 1) {
@@ -745,37 +845,17 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
     sp.summ = (float *) workspace;
     sp.summS = sp.summ + (size_t) a->nseq * 2 * P * a->E * a->N;
   }
-  /* V2-V4 take 32-bit offsets within a sequence */
-  int ver = a->version >= 1 && a->version <= 4 ? a->version : scan_version ();
-  if (ver == 0 || ver >= 5)
-    ver = 4;                                  /* V5/V6 did not fit: the default */
-  if ((int64_t) a->L * std::max (std::max (a->ld_xy, a->ld_gate), (int64_t) a->ldd)
-      >= ((int64_t) 1 << 31))
-    ver = 1;
-  if (ver >= 3 && a->ldd > 128)
-    ver = 2;                                  /* V3 and V4 stage rows of <= 32 float4 */
   ScanFn main_fn = nullptr, sum_fn = nullptr;
   size_t smem = 0;
   if (ver == 4 && scan::v4_fits (a, dt, gdt, G)) {
-    /* V4's own choice: 2 of 16 exponentials on the FMA pipes where one lane
-     * per chain with a short dt_proj row leaves the special-function unit
-     * the bound (16-bit, Vim-Ti: 3.5% faster at batch 128-256 on an H200;
-     * Vim-S and Vim-B, whose longer rows make the kernel issue-bound,
-     * 3% slower; bench/RESULTS.md) */
-    if (a->poly_exps < 0 && G == 1 && a->N == 16 && a->r_pad <= 16 && dt != VIMK_F32)
-      kp = 2;
-    /* one lane per chain, 16-bit, dt_rank > 16: dt_proj on the tensor
-     * cores (scan_v4.cu). On an H200, fp16: Vim-B 224 batch 64 14.95 ->
-     * 13.49 ms, Vim-S batch 256 21.76 -> 21.26, batch 64 5.78 -> 5.55; with
-     * Vim-Ti's rank of 12 the FMAs are fewer than the product's overhead
-     * (batch 256 9.73 -> 9.93, so it keeps them; bench/RESULTS.md,
-     * fourteenth session) */
-    const bool mma = G == 1 && a->N == 16 && dt != VIMK_F32 && a->R > 16 && scan_dt_mma_env ();
-    main_fn = scan::v4_kernel (false, dt, gdt, a->N, G, a->r_pad / 4, kp, mma);
-    sum_fn = P > 1 ? scan::v4_kernel (true, dt, gdt, a->N, G, a->r_pad / 4, kp, mma) : nullptr;
-    smem = scan::v4_smem_bytes (dt, gdt, G, a->ldd, mma);
+    main_fn = scan::v4_kernel (false, dt, gdt, a->N, G, a->r_pad / 4, kp, mma, sum_dirs);
+    sum_fn = P > 1 ? scan::v4_kernel (true, dt, gdt, a->N, G, a->r_pad / 4, kp, mma, false)
+        : nullptr;
+    smem = scan::v4_smem_bytes (dt, gdt, G, a->ldd, mma, sum_dirs);
   }
   if (main_fn == nullptr || (P > 1 && sum_fn == nullptr)) {
+    if (sum_dirs)
+      return cudaErrorInvalidValue;           /* plan_lanes checked that the kernel exists */
     ver = std::min (ver, 3);                  /* V4 has no kernel for this: V3 */
     if (a->poly_exps < 0)
       kp = 0;
@@ -812,7 +892,8 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
     if (e != cudaSuccess)
       return e;
   }
-  dim3 grid ((unsigned) cdiv (a->E, cpb), (unsigned) (2 * P), (unsigned) a->nseq);
+  /* summing the directions: one block runs both of its channels' chains */
+  dim3 grid ((unsigned) cdiv (a->E, cpb), (unsigned) (sum_dirs ? 1 : 2 * P), (unsigned) a->nseq);
   if (cap == 0 && layer_carveout () >= 0) {
     const int c = fitting_carveout ((const void *) main_fn, smem);
     prefer_carveout ((const void *) main_fn, c);

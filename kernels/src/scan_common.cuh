@@ -249,14 +249,16 @@ inline cudaError_t launch_whole (void (*fn) (VimkScanArgs, int), dim3 grid, int 
 
 /* V4 (scan_v4.cu): the kernel for this configuration, or nullptr when V4
  * has none (the caller then uses V3); mma: dt_proj on the tensor cores
- * (one lane, 16-bit activations only) */
+ * (one lane, 16-bit activations only); sum_dirs: a block runs both
+ * directions of its channels and writes y_f + y_b over the forward half
+ * (one or two lanes, one chunk, main pass; launched with gridDim.y = 1) */
 ScanFn v4_kernel (bool summary, VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp,
-    bool mma);
+    bool mma, bool sum_dirs);
 /* whether V4 can run these arguments (channels a multiple of 32, rows
  * aligned for its 4-16 byte copies) */
 bool v4_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int G);
 /* its dynamic shared memory per block */
-size_t v4_smem_bytes (VimkDType dt, VimkDType gdt, int G, int ldd, bool mma);
+size_t v4_smem_bytes (VimkDType dt, VimkDType gdt, int G, int ldd, bool mma, bool sum_dirs);
 
 /* V5 (scan_whole.cu): whether it can run these arguments with chains of Ls
  * steps (N = 16, channels a multiple of 8, 16-byte aligned rows, a chain's

@@ -126,12 +126,14 @@ constexpr int kDtPitch = 12;
 constexpr size_t kDtBytes = (size_t) 32 * kDtPitch * sizeof (float);
 
 /* One warp's shared buffers: dt/B/C rows [2][TT][ldd] floats, u and gate
- * rows [2][TT][32 / G] of t_size and tg_size bytes, and with MMA the delta
+ * rows [2][TT][32 / G] of t_size and tg_size bytes, with SUMD the forward
+ * outputs' rows [2][TT][32 / G] of t_size bytes, and with MMA the delta
  * tile. The kernel carves them and v4_smem_bytes sizes the launch with it. */
 __host__ __device__ constexpr size_t warp_bytes (int G, int ldd, size_t t_size, size_t tg_size,
-    bool mma)
+    bool mma, bool sumd)
 {
-  return (size_t) 2 * tile_steps (G) * ((size_t) ldd * 4 + (size_t) (32 / G) * (t_size + tg_size))
+  return (size_t) 2 * tile_steps (G)
+      * ((size_t) ldd * 4 + (size_t) (32 / G) * (t_size + tg_size + (sumd ? t_size : 0)))
       + (mma ? kDtBytes : 0);
 }
 
@@ -150,11 +152,16 @@ __device__ __forceinline__ void mma_16816 (float *d, const uint32_t *a, uint32_t
       : "r" (a[0]), "r" (a[1]), "r" (a[2]), "r" (a[3]), "r" (b0), "r" (b1));
 }
 
-template <typename T, typename TG, int N, int G, int RV, int KP, bool SUMMARY, bool MMA>
+/* SUMD (sum the directions; one chunk, not SUMMARY): a block runs its
+ * channels' forward chains, then their backward chains, and writes y_f +
+ * y_b over the forward half of xy, so out_proj reads E columns instead of
+ * 2E. The backward pass stages the forward outputs of its tokens like u. */
+template <typename T, typename TG, int N, int G, int RV, int KP, bool SUMMARY, bool MMA, bool SUMD>
 __global__ void __launch_bounds__ (kThreads, (v4_min_blocks<G, RV, KP, MMA> ()))
 scan_v4 (ScanParams sp)
 {
   static_assert (!MMA || (G == 1 && sizeof (T) == 2), "MMA: one lane, 16-bit activations");
+  static_assert (!SUMD || !SUMMARY, "SUMD: one chunk, no summary pass");
   constexpr int KT = (RV * 4 + 15) / 16;      /* k-tiles of 16 dt_low columns */
   constexpr int NS = N / G;
   constexpr int TT = tile_steps (G);
@@ -169,8 +176,7 @@ scan_v4 (ScanParams sp)
   if (c_w0 >= a.E)
     return;                                   /* E % 32 == 0: whole warps only */
   const int c = c_w0 + cw;
-  const int dir = blockIdx.y & 1;
-  const int k = blockIdx.y >> 1;              /* chunk in scan order */
+  const int k = SUMD ? 0 : blockIdx.y >> 1;   /* chunk in scan order */
   const int seq = blockIdx.z;
   const int L = a.L, E = a.E, ldd = a.ldd;
   const int s0 = k * sp.Tc;
@@ -178,12 +184,17 @@ scan_v4 (ScanParams sp)
   if (SUMMARY && k == sp.P - 1)
     return;                                   /* the last chunk's end state is never needed */
 
+  const int dir_first = SUMD ? 0 : blockIdx.y & 1, dir_last = SUMD ? 1 : dir_first;
+  for (int dir = dir_first; dir <= dir_last; dir++) {
+  /* SUMD's backward pass: adds the forward outputs and writes the forward half */
+  const bool sum_out = SUMD && dir == 1;
   /* token at scan step s = base + s * stride (stride negative backward) */
   const int64_t rows = (int64_t) a.nseq * L;
   const int64_t row0 = (int64_t) seq * L + (dir ? L - 1 : 0);
   const float *dbl0 = a.dbl + (int64_t) dir * rows * ldd + row0 * ldd;
   const int dstr = dir ? -ldd : ldd;
   T *xyw = (T *) a.xy + row0 * a.ld_xy + (int64_t) dir * E + c_w0;
+  T *yfw = (T *) a.xy + row0 * a.ld_xy + c_w0;  /* this direction's rows, forward half */
   const int xstr = (int) (dir ? -a.ld_xy : a.ld_xy);
   const TG *gw = (const TG *) a.gate + row0 * a.ld_gate + c_w0;
   const int gstr = (int) (dir ? -a.ld_gate : a.ld_gate);
@@ -245,11 +256,13 @@ scan_v4 (ScanParams sp)
 
   /* this warp's buffers: dt/B/C rows [2][TT][ldd] floats, u [2][TT][CW],
    * gate [2][TT][CW] */
-  char *wbase = (char *) smem4 + (size_t) warp * warp_bytes (G, ldd, sizeof (T), sizeof (TG), MMA);
+  char *wbase = (char *) smem4
+      + (size_t) warp * warp_bytes (G, ldd, sizeof (T), sizeof (TG), MMA, SUMD);
   float *stage = (float *) wbase;
   T *su = (T *) (stage + 2 * TT * ldd);
   TG *sg = (TG *) (su + 2 * TT * CW);
-  float *sdt = (float *) (sg + 2 * TT * CW);  /* MMA: [32][kDtPitch] deltas */
+  T *sf = (T *) (sg + 2 * TT * CW);           /* SUMD: forward outputs [2][TT][CW] */
+  float *sdt = (float *) (sf + (SUMD ? 2 * TT * CW : 0));  /* MMA: [32][kDtPitch] deltas */
 
   /* dt/B/C rows: lane copies float4 column lc of rows lr, lr + rpi, ...
    * (ldd <= 128, checked at launch) */
@@ -266,6 +279,8 @@ scan_v4 (ScanParams sp)
     stage_rows<T, G, TT> (su + buf * TT * CW, xyw + t0 * xstr, xstr, nv, lane);
     if (!SUMMARY)
       stage_rows<TG, G, TT> (sg + buf * TT * CW, gw + t0 * gstr, gstr, nv, lane);
+    if (sum_out)
+      stage_rows<T, G, TT> (sf + buf * TT * CW, yfw + t0 * xstr, xstr, nv, lane);
     __pipeline_commit ();
   };
 
@@ -355,12 +370,15 @@ scan_v4 (ScanParams sp)
         float gv = Cvt<TG>::load (tg[r * CW + cw]);
         if (gate_silu)
           gv = silu_act<T> (gv);
-        tu[r * CW + cw] = Cvt<T>::store ((p[0] + Dv * u) * gv);
+        float yv = (p[0] + Dv * u) * gv;
+        if (sum_out)
+          yv += Cvt<T>::load (sf[buf * TT * CW + r * CW + cw]);
+        tu[r * CW + cw] = Cvt<T>::store (yv);
       }
     }
     if (!SUMMARY) {
       __syncwarp ();
-      flush_rows<T, G, TT> (xyw + t0 * xstr, xstr, tu, s1 - t0, lane);
+      flush_rows<T, G, TT> ((sum_out ? yfw : xyw) + t0 * xstr, xstr, tu, s1 - t0, lane);
     }
     __syncwarp ();
     buf ^= 1;
@@ -378,63 +396,74 @@ scan_v4 (ScanParams sp)
     if (g == 0)
       sp.summS[idx * E + c] = Ssum;
   }
+  if (SUMD && dir == 0) {
+    /* the backward pass's copies read what this warp's lanes stored */
+    __threadfence_block ();
+    __syncwarp ();
+  }
+  } /* dir */
 }
 
-template <typename T, typename TG, int G, int RV, bool S>
+/* SD: the kernels that sum the directions (one or two lanes, main pass only) */
+template <typename T, typename TG, int G, int RV, bool S, bool SD>
 ScanFn pick_kp (int kp, bool mma)
 {
-  if constexpr (G == 1 && sizeof (T) == 2) {
-    /* vimk_scan asks for the product only where dt_rank > 16, which rows of
-     * 3 float4 columns never hold: no such kernels */
-    if (mma) {
-      if constexpr (RV > 3)
-        return kp == 2 ? scan_v4<T, TG, 16, G, RV, 2, S, true>
-            : kp == 0 ? scan_v4<T, TG, 16, G, RV, 0, S, true> : nullptr;
-      return nullptr;
+  if constexpr (SD && (S || G > 2)) {
+    return nullptr;
+  } else {
+    if constexpr (G == 1 && sizeof (T) == 2) {
+      /* vimk_scan asks for the product only where dt_rank > 16, which rows of
+       * 3 float4 columns never hold: no such kernels */
+      if (mma) {
+        if constexpr (RV > 3)
+          return kp == 2 ? scan_v4<T, TG, 16, G, RV, 2, S, true, SD>
+              : kp == 0 ? scan_v4<T, TG, 16, G, RV, 0, S, true, SD> : nullptr;
+        return nullptr;
+      }
+      if (kp == 2)
+        return scan_v4<T, TG, 16, G, RV, 2, S, false, SD>;
     }
-    if (kp == 2)
-      return scan_v4<T, TG, 16, G, RV, 2, S, false>;
+    if (mma)
+      return nullptr;                         /* one lane, 16-bit only */
+    return kp == 0 ? scan_v4<T, TG, 16, G, RV, 0, S, false, SD> : nullptr;
   }
-  if (mma)
-    return nullptr;                           /* one lane, 16-bit only */
-  return kp == 0 ? scan_v4<T, TG, 16, G, RV, 0, S, false> : nullptr;
 }
 
-template <typename T, typename TG, int G, bool S>
+template <typename T, typename TG, int G, bool S, bool SD>
 ScanFn pick_rv (int rv, int kp, bool mma)
 {
   switch (rv_columns (rv)) {
-    case 3: return pick_kp<T, TG, G, 3, S> (kp, mma);
-    case 6: return pick_kp<T, TG, G, 6, S> (kp, mma);
-    case 12: return pick_kp<T, TG, G, 12, S> (kp, mma);
-    case 16: return pick_kp<T, TG, G, 16, S> (kp, mma);
+    case 3: return pick_kp<T, TG, G, 3, S, SD> (kp, mma);
+    case 6: return pick_kp<T, TG, G, 6, S, SD> (kp, mma);
+    case 12: return pick_kp<T, TG, G, 12, S, SD> (kp, mma);
+    case 16: return pick_kp<T, TG, G, 16, S, SD> (kp, mma);
     default: return nullptr;
   }
 }
 
-template <typename T, typename TG, bool S>
+template <typename T, typename TG, bool S, bool SD>
 ScanFn pick_g (int G, int rv, int kp, bool mma)
 {
   switch (G) {
-    case 1: return pick_rv<T, TG, 1, S> (rv, kp, mma);
-    case 2: return pick_rv<T, TG, 2, S> (rv, kp, mma);
-    case 4: return pick_rv<T, TG, 4, S> (rv, kp, mma);
-    case 8: return pick_rv<T, TG, 8, S> (rv, kp, mma);
+    case 1: return pick_rv<T, TG, 1, S, SD> (rv, kp, mma);
+    case 2: return pick_rv<T, TG, 2, S, SD> (rv, kp, mma);
+    case 4: return SD ? nullptr : pick_rv<T, TG, 4, S, false> (rv, kp, mma);
+    case 8: return SD ? nullptr : pick_rv<T, TG, 8, S, false> (rv, kp, mma);
     default: return nullptr;
   }
 }
 
-template <bool S>
+template <bool S, bool SD>
 ScanFn pick_types (VimkDType dt, VimkDType gdt, int G, int rv, int kp, bool mma)
 {
   if (gdt == dt) {
     switch (dt) {
-      case VIMK_F32: return pick_g<float, float, S> (G, rv, kp, mma);
-      case VIMK_F16: return pick_g<__half, __half, S> (G, rv, kp, mma);
-      case VIMK_BF16: return pick_g<__nv_bfloat16, __nv_bfloat16, S> (G, rv, kp, mma);
+      case VIMK_F32: return pick_g<float, float, S, SD> (G, rv, kp, mma);
+      case VIMK_F16: return pick_g<__half, __half, S, SD> (G, rv, kp, mma);
+      case VIMK_BF16: return pick_g<__nv_bfloat16, __nv_bfloat16, S, SD> (G, rv, kp, mma);
     }
   } else if (dt == VIMK_BF16 && gdt == VIMK_F32) {
-    return pick_g<__nv_bfloat16, float, S> (G, rv, kp, mma);
+    return pick_g<__nv_bfloat16, float, S, SD> (G, rv, kp, mma);
   }
   return nullptr;
 }
@@ -444,12 +473,15 @@ size_t dtype_size (VimkDType t) { return t == VIMK_F32 ? 4 : 2; }
 } // namespace
 
 ScanFn
-v4_kernel (bool summary, VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp, bool mma)
+v4_kernel (bool summary, VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp, bool mma,
+    bool sum_dirs)
 {
-  if (N != 16)
+  if (N != 16 || (sum_dirs && (summary || G > 2)))
     return nullptr;
-  return summary ? pick_types<true> (dt, gdt, G, rv, kp, mma)
-      : pick_types<false> (dt, gdt, G, rv, kp, mma);
+  if (sum_dirs)
+    return pick_types<false, true> (dt, gdt, G, rv, kp, mma);
+  return summary ? pick_types<true, false> (dt, gdt, G, rv, kp, mma)
+      : pick_types<false, false> (dt, gdt, G, rv, kp, mma);
 }
 
 bool
@@ -471,9 +503,10 @@ v4_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int G)
 }
 
 size_t
-v4_smem_bytes (VimkDType dt, VimkDType gdt, int G, int ldd, bool mma)
+v4_smem_bytes (VimkDType dt, VimkDType gdt, int G, int ldd, bool mma, bool sum_dirs)
 {
-  return (size_t) (kThreads / 32) * warp_bytes (G, ldd, dtype_size (dt), dtype_size (gdt), mma);
+  return (size_t) (kThreads / 32)
+      * warp_bytes (G, ldd, dtype_size (dt), dtype_size (gdt), mma, sum_dirs);
 }
 
 } // namespace scan

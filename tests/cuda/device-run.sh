@@ -97,7 +97,11 @@ for phase in "$@"; do
         f=$(gen $v-$r --variant $v --image-size $r)
         $B/tests/cuda/test-cuda-runner --model $f --batch $b --cpu-batch 2; echo "rc=$? ($c)"
         rm -f $f
-      done; } >> "$O/log-tests.txt" 2>&1 ;;
+      done
+      # a batch whose scan sums the directions for out_proj (Vim-B 224 batch 64)
+      f=$(gen vim_b-224 --variant vim_b --image-size 224)
+      $B/tests/cuda/test-cuda-runner --model $f --batch 64 --cpu-batch 1; echo "rc=$? (vim_b:224:64 summed)"
+      rm -f $f; } >> "$O/log-tests.txt" 2>&1 ;;
   top1)
     { stamp top1
       f=$(gen ti10 --variant vim_ti --num-classes 10)
@@ -116,6 +120,10 @@ for phase in "$@"; do
         compute-sanitizer --tool $tool --error-exitcode 9 $B/tests/cuda/test-cuda-runner --model $f2 \
           --cpu-batch 1 --batch 3 --classify 2>&1 | tail -4
         echo "rc=${PIPESTATUS[0]} ($tool runner)"
+        # one lane, one chunk, the directions summed (forced)
+        VIM_CUDA_SCAN_SUM=1 VIM_CUDA_SCAN_LANES=1 VIM_CUDA_SCAN_CHUNKS=1 compute-sanitizer --tool $tool \
+          --error-exitcode 9 $B/tests/cuda/test-cuda-runner --model $f2 --cpu-batch 1 --batch 3 2>&1 | tail -4
+        echo "rc=${PIPESTATUS[0]} ($tool runner summed)"
         # batch 8: the scan streams whole chains (V6)
         compute-sanitizer --tool $tool --error-exitcode 9 $B/tests/cuda/test-cuda-runner --model $f2 \
           --cpu-batch 1 --batch 8 2>&1 | tail -4

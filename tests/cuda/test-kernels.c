@@ -240,6 +240,7 @@ test_conv_xproj (int dt, int nseq, int L, int E, int ldd, int xz_dt)
 static int scan_version;              /* VimkScanArgs.version of the next test_scan */
 static int scan_gate_silu;            /* VimkScanArgs.gate_silu of the next test_scan */
 static int scan_steps;                /* VimkScanArgs.steps of the next test_scan */
+static int scan_sum;                  /* VimkScanArgs.sum_directions of the next test_scan */
 
 static void
 test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, int thr,
@@ -311,8 +312,16 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
     .dbl = ddbl, .ldd = ldd, .b_off = b_off, .gate = dgate, .ld_gate = 2 * E,
     .gate_dtype = gdt, .xy = dxy, .ld_xy = 2 * E, .A2 = dA2, .Wdt = dWdt, .bdt = dbdt,
     .Dv = dDv, .lanes = lanes, .chunks = chunks, .poly_exps = poly, .version = scan_version,
-    .gate_silu = scan_gate_silu, .steps = scan_steps,
+    .gate_silu = scan_gate_silu, .steps = scan_steps, .sum_directions = scan_sum,
   };
+  /* asked for everywhere (2), the directions are summed where V4 runs one
+   * lane and one chunk */
+  const int summed = vimk_scan_sums_directions (dt, &a);
+  if (scan_sum == 2 && scan_version == 4)
+    CHECK (summed == (lanes >= 1 && lanes <= 2 && chunks == 1), "scan v4 %s lanes=%d chunks=%d: sums %d",
+        tu_dt_names[dt], lanes, chunks, summed);
+  if (scan_sum == 0)
+    CHECK (!summed, "scan %s: sums the directions unasked", tu_dt_names[dt]);
   if (scan_version == 5)
     CHECK (vimk_scan_whole (dt, &a), "scan v5 %s nseq=%d L=%d E=%d R=%d: V5 does not run it",
         tu_dt_names[dt], nseq, L, E, R);
@@ -339,8 +348,15 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
             ref[i] = tu_load (dt, out, i);
           }
         }
+  if (summed)
+    /* y_f + y_b in the forward half; the backward half is unspecified */
+    for (size_t row = 0; row < rows; row++)
+      for (int c = 0; c < E; c++) {
+        ref[row * 2 * E + c] += ref[row * 2 * E + E + c];
+        ref[row * 2 * E + E + c] = tu_load (dt, out, row * 2 * E + E + c);
+      }
   double err = rel_err (dt, out, ref, rows * 2 * E);
-  const char *gm = scan_gate_silu ? "silu(z)" : "gate";
+  const char *gm = scan_gate_silu ? "silu(z)" : summed ? "gate, summed" : "gate";
   CHECK (err <= out_tol[dt], "scan v%d %s (%s %s) nseq=%d L=%d steps=%d E=%d N=%d R=%d "
       "lanes=%d(%d) chunks=%d(%d) poly=%d: rel err %.3g", scan_version, tu_dt_names[dt], gm,
       tu_dt_names[gdt], nseq, L, scan_steps, E, N, R, lanes, G, chunks, P, poly, err);
@@ -619,6 +635,28 @@ main (void)
         test_scan (dt, 2, 53, 64, 16, 12, 1, 0, -1, 2, 0);
       scan_gate_silu = 0;
     }
+    /* V4 summing the directions into the forward half: dt_proj rows of 3,
+     * 6 (the tensor cores at 16 bits) and 12 columns, the polynomial
+     * exponentials, a warp past E, SiLU(z), bf16 with an fp32 gate; and
+     * plans that cannot sum (lanes, chunks), which must say so */
+    scan_version = 4;
+    scan_sum = 2;
+    test_scan (dt, 2, 53, 64, 16, 12, 1, 0, -1, 1, dt);
+    test_scan (dt, 2, 197, 64, 16, 24, 1, 0, 7, 1, dt);
+    test_scan (dt, 1, 77, 96, 16, 48, 1, 0, -1, 1, dt);
+    if (dt != 0)
+      test_scan (dt, 2, 53, 64, 16, 12, 1, 2, -1, 1, dt);
+    test_scan (dt, 2, 53, 64, 16, 12, 2, 0, -1, 1, dt);
+    test_scan (dt, 1, 77, 96, 16, 48, 2, 0, -1, 1, dt);
+    test_scan (dt, 2, 53, 64, 16, 12, 4, 0, -1, 1, dt);
+    test_scan (dt, 2, 301, 64, 16, 24, 1, 0, -1, 4, dt);
+    scan_gate_silu = 1;
+    test_scan (dt, 2, 197, 64, 16, 12, 1, -1, -1, 1, dt);
+    if (dt == 2)
+      test_scan (dt, 2, 53, 64, 16, 12, 1, 0, -1, 1, 0);
+    scan_gate_silu = 0;
+    scan_sum = 0;
+    scan_version = 0;
     /* V5, whole chains in one launch: channels a multiple of 8 (not of
      * 32), lengths not a multiple of 16 or of its 4 parts, dt_proj rows
      * of 5-60 (kernels of 3, 6, 12 and 16 columns), softplus past its

@@ -114,7 +114,10 @@ cudaError_t vimk_conv_xproj (VimkDType xz_dt, VimkDType xc_dt, void *xz, void *x
  *   delta = softplus(dot(Wdt[d][c], dt_low) + bdt[d][c])        (threshold 20)
  *   h[n]  = exp2(delta * A2[d][c][n]) * h[n] + delta * u * B[n]
  *   y     = (sum_n C[n] h[n] + Dv[d][c] * u) * g,  g = gate[r][c], or silu(gate[r][c]) if gate_silu
- * and y replaces u in xy (out_proj then reads [y_f | y_b] with K = 2E).
+ * and y replaces u in xy (out_proj then reads [y_f | y_b] with K = 2E), or,
+ * where the directions are summed (sum_directions, vimk_scan_sums_directions),
+ * y_f + y_b replaces the forward half's u and the backward half is
+ * unspecified (out_proj reads K = E).
  * A2 = -exp(A_log) * log2(e). Wdt rows are padded to r_pad >= R floats.
  * The scan state is fp32 whatever the storage types. */
 typedef struct {
@@ -151,6 +154,11 @@ typedef struct {
   /* scans that other streams run at the same time as this one (passes side
    * by side; 0 = none): vimk_scan's own choice takes V6 only without them */
   int concurrent;
+  /* sum the directions into the forward half: 0 never, 1 where vimk_scan's
+   * rule (or VIM_CUDA_SCAN_SUM=0|1) says so, 2 wherever the plan allows
+   * (V4, one lane per chain, one chunk, steps = L); see
+   * vimk_scan_sums_directions */
+  int sum_directions;
 } VimkScanArgs;
 
 /* The work split vimk_scan uses for these sizes (R: dt_rank; lanes/chunks
@@ -170,6 +178,9 @@ int vimk_scan_whole (VimkDType dt, const VimkScanArgs *a);
  * of whole chains streamed through shared memory, two states per thread;
  * no workspace). */
 int vimk_scan_stream (VimkDType dt, const VimkScanArgs *a);
+/* Whether vimk_scan sums the directions for these arguments: y_f + y_b in
+ * the forward half of xy, the backward half unspecified. */
+int vimk_scan_sums_directions (VimkDType dt, const VimkScanArgs *a);
 /* Whether vimk_scan supports this state size and rank. */
 int vimk_scan_supported (int N, int R);
 
