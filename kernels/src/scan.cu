@@ -740,7 +740,8 @@ scan_sums (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, const LanePlan &p
   const int env = scan_sum_env ();
   if (env >= 0)
     return env == 1;
-  const int64_t blocks = (int64_t) a->nseq * cdiv (a->E, kThreads) * (1 + std::max (0, a->concurrent));
+  const int64_t blocks
+      = (int64_t) a->nseq * cdiv (a->E, kThreads) * (1 + std::max (0, a->concurrent));
   return a->E >= 768 && blocks * a->E >= (int64_t) 4 * sm_count () * 1536;
 }
 
@@ -749,7 +750,8 @@ plan_lanes (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, int Ls, size_t w
 {
   LanePlan p;
   vimk_scan_plan (a->nseq, Ls, a->E, a->N, a->R, a->lanes, a->chunks, &p.G, &p.P);
-  if (Ls < a->L && p.P > 1 && vimk_scan_workspace_bytes (a->nseq, a->E, a->N, p.P) > workspace_bytes)
+  if (Ls < a->L && p.P > 1
+      && vimk_scan_workspace_bytes (a->nseq, a->E, a->N, p.P) > workspace_bytes)
     vimk_scan_plan (a->nseq, a->L, a->E, a->N, a->R, a->lanes, a->chunks, &p.G, &p.P);
   const int G = p.G;
   int kp = a->poly_exps;
@@ -800,7 +802,8 @@ extern "C" int
 vimk_scan_sums_directions (VimkDType dt, const VimkScanArgs *a)
 {
   const VimkDType gdt = gate_type (dt, a);
-  if (!scan_runs (a) || scan_uses_stream (dt, gdt, a) || scan_uses_whole (dt, gdt, a, scan_steps (a)))
+  if (!scan_runs (a) || scan_uses_stream (dt, gdt, a)
+      || scan_uses_whole (dt, gdt, a, scan_steps (a)))
     return 0;
   return plan_lanes (dt, gdt, a, scan_steps (a), 0).sum_dirs;
 }

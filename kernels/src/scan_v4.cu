@@ -186,221 +186,222 @@ scan_v4 (ScanParams sp)
 
   const int dir_first = SUMD ? 0 : blockIdx.y & 1, dir_last = SUMD ? 1 : dir_first;
   for (int dir = dir_first; dir <= dir_last; dir++) {
-  /* SUMD's backward pass: adds the forward outputs and writes the forward half */
-  const bool sum_out = SUMD && dir == 1;
-  /* token at scan step s = base + s * stride (stride negative backward) */
-  const int64_t rows = (int64_t) a.nseq * L;
-  const int64_t row0 = (int64_t) seq * L + (dir ? L - 1 : 0);
-  const float *dbl0 = a.dbl + (int64_t) dir * rows * ldd + row0 * ldd;
-  const int dstr = dir ? -ldd : ldd;
-  T *xyw = (T *) a.xy + row0 * a.ld_xy + (int64_t) dir * E + c_w0;
-  T *yfw = (T *) a.xy + row0 * a.ld_xy + c_w0;  /* this direction's rows, forward half */
-  const int xstr = (int) (dir ? -a.ld_xy : a.ld_xy);
-  const TG *gw = (const TG *) a.gate + row0 * a.ld_gate + c_w0;
-  const int gstr = (int) (dir ? -a.ld_gate : a.ld_gate);
-  const int64_t pc = (int64_t) dir * E + c;   /* parameter row */
-  const bool gate_silu = a.gate_silu != 0;
+    /* SUMD's backward pass: adds the forward outputs and writes the forward half */
+    const bool sum_out = SUMD && dir == 1;
+    /* token at scan step s = base + s * stride (stride negative backward) */
+    const int64_t rows = (int64_t) a.nseq * L;
+    const int64_t row0 = (int64_t) seq * L + (dir ? L - 1 : 0);
+    const float *dbl0 = a.dbl + (int64_t) dir * rows * ldd + row0 * ldd;
+    const int dstr = dir ? -ldd : ldd;
+    T *xyw = (T *) a.xy + row0 * a.ld_xy + (int64_t) dir * E + c_w0;
+    T *yfw = (T *) a.xy + row0 * a.ld_xy + c_w0;  /* this direction's rows, forward half */
+    const int xstr = (int) (dir ? -a.ld_xy : a.ld_xy);
+    const TG *gw = (const TG *) a.gate + row0 * a.ld_gate + c_w0;
+    const int gstr = (int) (dir ? -a.ld_gate : a.ld_gate);
+    const int64_t pc = (int64_t) dir * E + c;   /* parameter row */
+    const bool gate_silu = a.gate_silu != 0;
 
-  float A2[NS], h[NS];
+    float A2[NS], h[NS];
 #pragma unroll
-  for (int i = 0; i < NS; i++) {
-    A2[i] = a.A2[pc * N + g * NS + i];
-    h[i] = 0.f;
-  }
-  /* fold the summaries of chunks 0 .. k-1 into the starting state: with one
-   * lane per chain after the first tile's copies are issued (below), with
-   * lanes here */
-  constexpr bool kFoldAfterStage = G == 1;
-  auto fold = [&] () {
-    const int64_t sbase = ((int64_t) seq * 2 + dir) * sp.P;
-    for (int j = 0; j < k; j++) {
-      const float S = sp.summS[(sbase + j) * E + c];
-      const float *he = sp.summ + ((sbase + j) * E + c) * N + g * NS;
+    for (int i = 0; i < NS; i++) {
+      A2[i] = a.A2[pc * N + g * NS + i];
+      h[i] = 0.f;
+    }
+    /* fold the summaries of chunks 0 .. k-1 into the starting state: with one
+     * lane per chain after the first tile's copies are issued (below), with
+     * lanes here */
+    constexpr bool kFoldAfterStage = G == 1;
+    auto fold = [&] () {
+      const int64_t sbase = ((int64_t) seq * 2 + dir) * sp.P;
+      for (int j = 0; j < k; j++) {
+        const float S = sp.summS[(sbase + j) * E + c];
+        const float *he = sp.summ + ((sbase + j) * E + c) * N + g * NS;
+#pragma unroll
+        for (int i = 0; i < NS; i++)
+          h[i] = fmaf (ex2_mufu (S * A2[i]), h[i], he[i]);
+      }
+    };
+    if (!kFoldAfterStage && !SUMMARY && k > 0)
+      fold ();
+    const int rv = a.r_pad / 4;                /* <= RV */
+    float4 wd[MMA ? 1 : RV];
+    float bdt = 0.f;
+    /* MMA: A fragments of the warp's weights, m-tile mt = channels 16 mt ..
+     * 16 mt + 15, k-tile kt; bias of the rows gq, gq + 8 of each m-tile */
+    uint32_t wa[MMA ? 2 : 1][MMA ? KT : 1][4];
+    [[maybe_unused]] float wb[2][2];
+    [[maybe_unused]] const int gq = lane >> 2, tq = lane & 3;
+    if constexpr (MMA) {
+#pragma unroll
+      for (int mt = 0; mt < 2; mt++) {
+        const int64_t prow = (int64_t) dir * E + c_w0 + mt * 16 + gq;
+        wb[mt][0] = a.bdt[prow];
+        wb[mt][1] = a.bdt[prow + 8];
+#pragma unroll
+        for (int kt = 0; kt < KT; kt++)
+#pragma unroll
+          for (int j = 0; j < 4; j++) {
+            const int64_t row = prow + (j & 1) * 8;
+            const int k = kt * 16 + tq * 2 + (j >> 1) * 8;
+            const float *w = a.Wdt + row * a.r_pad;
+            wa[mt][kt][j] = pack_half2 (k < a.R ? w[k] : 0.f, k + 1 < a.R ? w[k + 1] : 0.f);
+          }
+      }
+    } else {
+      load_dt_weights<RV> (wd, a.Wdt + pc * a.r_pad, rv);
+      bdt = a.bdt[pc];
+    }
+    const float Dv = a.Dv[pc];
+    float Ssum = 0.f;
+
+    /* this warp's buffers: dt/B/C rows [2][TT][ldd] floats, u [2][TT][CW],
+     * gate [2][TT][CW] */
+    char *wbase = (char *) smem4
+        + (size_t) warp * warp_bytes (G, ldd, sizeof (T), sizeof (TG), MMA, SUMD);
+    float *stage = (float *) wbase;
+    T *su = (T *) (stage + 2 * TT * ldd);
+    TG *sg = (TG *) (su + 2 * TT * CW);
+    T *sf = (T *) (sg + 2 * TT * CW);           /* SUMD: forward outputs [2][TT][CW] */
+    float *sdt = (float *) (sf + (SUMD ? 2 * TT * CW : 0));  /* MMA: [32][kDtPitch] deltas */
+
+    /* dt/B/C rows: lane copies float4 column lc of rows lr, lr + rpi, ...
+     * (ldd <= 128, checked at launch) */
+    const int q4 = ldd / 4;
+    const int rpi = 32 / q4;
+    const int lr = lane / q4, lc = lane - lr * q4;
+    auto stage_tile = [&] (int t0, int buf) {
+      const int nv = s1 - t0;
+      float *dst = stage + buf * TT * ldd + lc * 4;
+      const float *src = dbl0 + t0 * dstr + lc * 4;
+      if (lr < rpi)
+        for (int r = lr; r < TT; r += rpi)
+          __pipeline_memcpy_async (dst + r * ldd, src + min (r, nv - 1) * dstr, 16);
+      stage_rows<T, G, TT> (su + buf * TT * CW, xyw + t0 * xstr, xstr, nv, lane);
+      if (!SUMMARY)
+        stage_rows<TG, G, TT> (sg + buf * TT * CW, gw + t0 * gstr, gstr, nv, lane);
+      if (sum_out)
+        stage_rows<T, G, TT> (sf + buf * TT * CW, yfw + t0 * xstr, xstr, nv, lane);
+      __pipeline_commit ();
+    };
+
+    stage_tile (s0, 0);
+    /* Where nothing is chunked only the code's order changes, yet on an H200
+     * Vim-Ti fp16 b256 ran 0.9% faster this way, b64 and 1248 b8 0.5% (bf16
+     * b256 0.25% slower); moving the lane kernels' fold too made them 3%
+     * slower at batch 1-8 */
+    if (kFoldAfterStage && !SUMMARY && k > 0)
+      fold ();
+    int buf = 0;
+    for (int t0 = s0; t0 < s1; t0 += TT) {
+      if (t0 + TT < s1) {
+        stage_tile (t0 + TT, buf ^ 1);
+        __pipeline_wait_prior (1);
+      } else {
+        __pipeline_wait_prior (0);
+      }
+      __syncwarp ();
+      const float *tile = stage + buf * TT * ldd;
+      T *tu = su + buf * TT * CW;
+      const TG *tg = sg + buf * TT * CW;
+
+      /* MMA: the tile's deltas of this lane's channel, dl[step] */
+      float dl[MMA ? TT : 1];
+      if constexpr (MMA) {
+        float acc[2][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+          acc[mt][0] = acc[mt][1] = wb[mt][0];
+          acc[mt][2] = acc[mt][3] = wb[mt][1];
+        }
+#pragma unroll
+        for (int kt = 0; kt < KT; kt++) {
+          /* B fragment: dt_low of step gq, columns k0, k0 + 1, k0 + 8, k0 + 9
+           * (columns past R, B and C values or padding, meet zero weights
+           * but are zeroed so that no inf or nan can reach the sums) */
+          const int k0 = kt * 16 + tq * 2;
+          const float2 lo = *(const float2 *) (tile + gq * ldd + k0);
+          const float2 hi = *(const float2 *) (tile + gq * ldd + k0 + 8);
+          const uint32_t b0 = pack_half2 (k0 < a.R ? lo.x : 0.f, k0 + 1 < a.R ? lo.y : 0.f);
+          const uint32_t b1 = pack_half2 (k0 + 8 < a.R ? hi.x : 0.f, k0 + 9 < a.R ? hi.y : 0.f);
+#pragma unroll
+          for (int mt = 0; mt < 2; mt++)
+            mma_16816 (acc[mt], wa[mt][kt], b0, b1);
+        }
+        /* acc[mt][i]: channel 16 mt + gq + 8 (i >> 1), step 2 tq + (i & 1) */
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+          float *d0 = sdt + (mt * 16 + gq) * kDtPitch + tq * 2;
+          *(float2 *) d0 = make_float2 (softplus_lg2 (acc[mt][0]), softplus_lg2 (acc[mt][1]));
+          *(float2 *) (d0 + 8 * kDtPitch)
+              = make_float2 (softplus_lg2 (acc[mt][2]), softplus_lg2 (acc[mt][3]));
+        }
+        __syncwarp ();
+        const float4 v0 = *(const float4 *) (sdt + lane * kDtPitch);
+        const float4 v1 = *(const float4 *) (sdt + lane * kDtPitch + 4);
+        dl[0] = v0.x; dl[1] = v0.y; dl[2] = v0.z; dl[3] = v0.w;
+        dl[4] = v1.x; dl[5] = v1.y; dl[6] = v1.z; dl[7] = v1.w;
+      }
+
+#pragma unroll
+      for (int m = 0; m < PER; m++) {
+        const int r = m * G + g;                /* this lane's step in the tile */
+        const bool valid = t0 + r < s1;
+        /* steps past s1 (their rows repeat the last valid one) leave h as is */
+        float delta;
+        if constexpr (MMA) {
+          delta = dl[m];
+        } else {
+          const float dtv = dt_proj<RV, false> ((const float4 *) (tile + r * ldd), wd, rv, bdt);
+          delta = sizeof (T) == 2 ? softplus_lg2 (dtv) : softplus_f (dtv);
+        }
+        delta = valid ? delta : 0.f;
+        const float u = Cvt<T>::load (tu[r * CW + cw]);
+        const float du = delta * u;
+        if (SUMMARY)
+          Ssum += delta;
+
+        float p[G];
+        advance_states<G, N, NS, SUMMARY> (delta, du, tile + m * G * ldd + a.b_off + g * NS, ldd,
+            h, p, [&] (int i, float dj) {
+              return i < KP ? ex2_poly16 (dj, A2[i]) : ex2_mufu (dj * A2[i]);
+            });
+        if (!SUMMARY) {
+          butterfly<G, G / 2> (p, g);
+          /* y replaces u in the tile (rows past s1 are not stored) */
+          float gv = Cvt<TG>::load (tg[r * CW + cw]);
+          if (gate_silu)
+            gv = silu_act<T> (gv);
+          float yv = (p[0] + Dv * u) * gv;
+          if (sum_out)
+            yv += Cvt<T>::load (sf[buf * TT * CW + r * CW + cw]);
+          tu[r * CW + cw] = Cvt<T>::store (yv);
+        }
+      }
+      if (!SUMMARY) {
+        __syncwarp ();
+        flush_rows<T, G, TT> ((sum_out ? yfw : xyw) + t0 * xstr, xstr, tu, s1 - t0, lane);
+      }
+      __syncwarp ();
+      buf ^= 1;
+    }
+
+    if (SUMMARY) {
+#pragma unroll
+      for (int o = G / 2; o >= 1; o /= 2)
+        Ssum += __shfl_xor_sync (0xffffffffu, Ssum, o, G);
+      const int64_t idx = ((int64_t) seq * 2 + dir) * sp.P + k;
+      float *he = sp.summ + (idx * E + c) * N + g * NS;
 #pragma unroll
       for (int i = 0; i < NS; i++)
-        h[i] = fmaf (ex2_mufu (S * A2[i]), h[i], he[i]);
+        he[i] = h[i];
+      if (g == 0)
+        sp.summS[idx * E + c] = Ssum;
     }
-  };
-  if (!kFoldAfterStage && !SUMMARY && k > 0)
-    fold ();
-  const int rv = a.r_pad / 4;                /* <= RV */
-  float4 wd[MMA ? 1 : RV];
-  float bdt = 0.f;
-  /* MMA: A fragments of the warp's weights, m-tile mt = channels 16 mt ..
-   * 16 mt + 15, k-tile kt; bias of the rows gq, gq + 8 of each m-tile */
-  uint32_t wa[MMA ? 2 : 1][MMA ? KT : 1][4];
-  [[maybe_unused]] float wb[2][2];
-  [[maybe_unused]] const int gq = lane >> 2, tq = lane & 3;
-  if constexpr (MMA) {
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++) {
-      const int64_t prow = (int64_t) dir * E + c_w0 + mt * 16 + gq;
-      wb[mt][0] = a.bdt[prow];
-      wb[mt][1] = a.bdt[prow + 8];
-#pragma unroll
-      for (int kt = 0; kt < KT; kt++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-          const int64_t row = prow + (j & 1) * 8;
-          const int k = kt * 16 + tq * 2 + (j >> 1) * 8;
-          const float *w = a.Wdt + row * a.r_pad;
-          wa[mt][kt][j] = pack_half2 (k < a.R ? w[k] : 0.f, k + 1 < a.R ? w[k + 1] : 0.f);
-        }
-    }
-  } else {
-    load_dt_weights<RV> (wd, a.Wdt + pc * a.r_pad, rv);
-    bdt = a.bdt[pc];
-  }
-  const float Dv = a.Dv[pc];
-  float Ssum = 0.f;
-
-  /* this warp's buffers: dt/B/C rows [2][TT][ldd] floats, u [2][TT][CW],
-   * gate [2][TT][CW] */
-  char *wbase = (char *) smem4
-      + (size_t) warp * warp_bytes (G, ldd, sizeof (T), sizeof (TG), MMA, SUMD);
-  float *stage = (float *) wbase;
-  T *su = (T *) (stage + 2 * TT * ldd);
-  TG *sg = (TG *) (su + 2 * TT * CW);
-  T *sf = (T *) (sg + 2 * TT * CW);           /* SUMD: forward outputs [2][TT][CW] */
-  float *sdt = (float *) (sf + (SUMD ? 2 * TT * CW : 0));  /* MMA: [32][kDtPitch] deltas */
-
-  /* dt/B/C rows: lane copies float4 column lc of rows lr, lr + rpi, ...
-   * (ldd <= 128, checked at launch) */
-  const int q4 = ldd / 4;
-  const int rpi = 32 / q4;
-  const int lr = lane / q4, lc = lane - lr * q4;
-  auto stage_tile = [&] (int t0, int buf) {
-    const int nv = s1 - t0;
-    float *dst = stage + buf * TT * ldd + lc * 4;
-    const float *src = dbl0 + t0 * dstr + lc * 4;
-    if (lr < rpi)
-      for (int r = lr; r < TT; r += rpi)
-        __pipeline_memcpy_async (dst + r * ldd, src + min (r, nv - 1) * dstr, 16);
-    stage_rows<T, G, TT> (su + buf * TT * CW, xyw + t0 * xstr, xstr, nv, lane);
-    if (!SUMMARY)
-      stage_rows<TG, G, TT> (sg + buf * TT * CW, gw + t0 * gstr, gstr, nv, lane);
-    if (sum_out)
-      stage_rows<T, G, TT> (sf + buf * TT * CW, yfw + t0 * xstr, xstr, nv, lane);
-    __pipeline_commit ();
-  };
-
-  stage_tile (s0, 0);
-  /* Where nothing is chunked only the code's order changes, yet on an H200
-   * Vim-Ti fp16 b256 ran 0.9% faster this way, b64 and 1248 b8 0.5% (bf16
-   * b256 0.25% slower); moving the lane kernels' fold too made them 3%
-   * slower at batch 1-8 */
-  if (kFoldAfterStage && !SUMMARY && k > 0)
-    fold ();
-  int buf = 0;
-  for (int t0 = s0; t0 < s1; t0 += TT) {
-    if (t0 + TT < s1) {
-      stage_tile (t0 + TT, buf ^ 1);
-      __pipeline_wait_prior (1);
-    } else {
-      __pipeline_wait_prior (0);
-    }
-    __syncwarp ();
-    const float *tile = stage + buf * TT * ldd;
-    T *tu = su + buf * TT * CW;
-    const TG *tg = sg + buf * TT * CW;
-
-    /* MMA: the tile's deltas of this lane's channel, dl[step] */
-    float dl[MMA ? TT : 1];
-    if constexpr (MMA) {
-      float acc[2][4];
-#pragma unroll
-      for (int mt = 0; mt < 2; mt++) {
-        acc[mt][0] = acc[mt][1] = wb[mt][0];
-        acc[mt][2] = acc[mt][3] = wb[mt][1];
-      }
-#pragma unroll
-      for (int kt = 0; kt < KT; kt++) {
-        /* B fragment: dt_low of step gq, columns k0, k0 + 1, k0 + 8, k0 + 9
-         * (columns past R, B and C values or padding, meet zero weights
-         * but are zeroed so that no inf or nan can reach the sums) */
-        const int k0 = kt * 16 + tq * 2;
-        const float2 lo = *(const float2 *) (tile + gq * ldd + k0);
-        const float2 hi = *(const float2 *) (tile + gq * ldd + k0 + 8);
-        const uint32_t b0 = pack_half2 (k0 < a.R ? lo.x : 0.f, k0 + 1 < a.R ? lo.y : 0.f);
-        const uint32_t b1 = pack_half2 (k0 + 8 < a.R ? hi.x : 0.f, k0 + 9 < a.R ? hi.y : 0.f);
-#pragma unroll
-        for (int mt = 0; mt < 2; mt++)
-          mma_16816 (acc[mt], wa[mt][kt], b0, b1);
-      }
-      /* acc[mt][i]: channel 16 mt + gq + 8 (i >> 1), step 2 tq + (i & 1) */
-#pragma unroll
-      for (int mt = 0; mt < 2; mt++) {
-        float *d0 = sdt + (mt * 16 + gq) * kDtPitch + tq * 2;
-        *(float2 *) d0 = make_float2 (softplus_lg2 (acc[mt][0]), softplus_lg2 (acc[mt][1]));
-        *(float2 *) (d0 + 8 * kDtPitch) = make_float2 (softplus_lg2 (acc[mt][2]), softplus_lg2 (acc[mt][3]));
-      }
+    if (SUMD && dir == 0) {
+      /* the backward pass's copies read what this warp's lanes stored */
+      __threadfence_block ();
       __syncwarp ();
-      const float4 v0 = *(const float4 *) (sdt + lane * kDtPitch);
-      const float4 v1 = *(const float4 *) (sdt + lane * kDtPitch + 4);
-      dl[0] = v0.x; dl[1] = v0.y; dl[2] = v0.z; dl[3] = v0.w;
-      dl[4] = v1.x; dl[5] = v1.y; dl[6] = v1.z; dl[7] = v1.w;
     }
-
-#pragma unroll
-    for (int m = 0; m < PER; m++) {
-      const int r = m * G + g;                /* this lane's step in the tile */
-      const bool valid = t0 + r < s1;
-      /* steps past s1 (their rows repeat the last valid one) leave h as is */
-      float delta;
-      if constexpr (MMA) {
-        delta = dl[m];
-      } else {
-        const float dtv = dt_proj<RV, false> ((const float4 *) (tile + r * ldd), wd, rv, bdt);
-        delta = sizeof (T) == 2 ? softplus_lg2 (dtv) : softplus_f (dtv);
-      }
-      delta = valid ? delta : 0.f;
-      const float u = Cvt<T>::load (tu[r * CW + cw]);
-      const float du = delta * u;
-      if (SUMMARY)
-        Ssum += delta;
-
-      float p[G];
-      advance_states<G, N, NS, SUMMARY> (delta, du, tile + m * G * ldd + a.b_off + g * NS, ldd,
-          h, p, [&] (int i, float dj) {
-            return i < KP ? ex2_poly16 (dj, A2[i]) : ex2_mufu (dj * A2[i]);
-          });
-      if (!SUMMARY) {
-        butterfly<G, G / 2> (p, g);
-        /* y replaces u in the tile (rows past s1 are not stored) */
-        float gv = Cvt<TG>::load (tg[r * CW + cw]);
-        if (gate_silu)
-          gv = silu_act<T> (gv);
-        float yv = (p[0] + Dv * u) * gv;
-        if (sum_out)
-          yv += Cvt<T>::load (sf[buf * TT * CW + r * CW + cw]);
-        tu[r * CW + cw] = Cvt<T>::store (yv);
-      }
-    }
-    if (!SUMMARY) {
-      __syncwarp ();
-      flush_rows<T, G, TT> ((sum_out ? yfw : xyw) + t0 * xstr, xstr, tu, s1 - t0, lane);
-    }
-    __syncwarp ();
-    buf ^= 1;
-  }
-
-  if (SUMMARY) {
-#pragma unroll
-    for (int o = G / 2; o >= 1; o /= 2)
-      Ssum += __shfl_xor_sync (0xffffffffu, Ssum, o, G);
-    const int64_t idx = ((int64_t) seq * 2 + dir) * sp.P + k;
-    float *he = sp.summ + (idx * E + c) * N + g * NS;
-#pragma unroll
-    for (int i = 0; i < NS; i++)
-      he[i] = h[i];
-    if (g == 0)
-      sp.summS[idx * E + c] = Ssum;
-  }
-  if (SUMD && dir == 0) {
-    /* the backward pass's copies read what this warp's lanes stored */
-    __threadfence_block ();
-    __syncwarp ();
-  }
   } /* dir */
 }
 
