@@ -201,6 +201,9 @@ for phase in "$@"; do
       $B/tests/cuda/test-cuda-segment --model $f --cpu-batch 1 --segment; echo "rc=$? (tiny crop)"
       f=$(gen seg-ti512 --task segmentation --variant vim_ti --image-size 512)
       $B/tests/cuda/test-cuda-segment --model $f --cpu-batch 1 --batch 8 --segment --frames 2; echo "rc=$? (vim_ti 512)"
+      # the scan forced to sum the directions: the head's folded projection reads E columns
+      VIM_CUDA_SCAN_SUM=1 VIM_CUDA_SCAN_LANES=1 VIM_CUDA_SCAN_CHUNKS=1 $B/tests/cuda/test-cuda-segment \
+        --model $f --cpu-batch 1 --batch 8 --segment --frames 2; echo "rc=$? (vim_ti 512 summed)"
     } >> "$O/log-seg.txt" 2>&1 ;;
   seg-sanitize)
     { stamp seg-sanitize
