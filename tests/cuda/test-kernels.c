@@ -356,7 +356,8 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
         ref[row * 2 * E + E + c] = tu_load (dt, out, row * 2 * E + E + c);
       }
   double err = rel_err (dt, out, ref, rows * 2 * E);
-  const char *gm = scan_gate_silu ? "silu(z)" : summed ? "gate, summed" : "gate";
+  const char *gm = scan_gate_silu ? (summed ? "silu(z), summed" : "silu(z)")
+      : summed ? "gate, summed" : "gate";
   CHECK (err <= out_tol[dt], "scan v%d %s (%s %s) nseq=%d L=%d steps=%d E=%d N=%d R=%d "
       "lanes=%d(%d) chunks=%d(%d) poly=%d: rel err %.3g", scan_version, tu_dt_names[dt], gm,
       tu_dt_names[gdt], nseq, L, scan_steps, E, N, R, lanes, G, chunks, P, poly, err);
