@@ -748,7 +748,7 @@ scan_sums (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, const LanePlan &p
 static LanePlan
 plan_lanes (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, int Ls, size_t workspace_bytes)
 {
-  LanePlan p;
+  LanePlan p = {};
   vimk_scan_plan (a->nseq, Ls, a->E, a->N, a->R, a->lanes, a->chunks, &p.G, &p.P);
   if (Ls < a->L && p.P > 1
       && vimk_scan_workspace_bytes (a->nseq, a->E, a->N, p.P) > workspace_bytes)
@@ -774,7 +774,6 @@ plan_lanes (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, int Ls, size_t w
     ver = 1;
   if (ver >= 3 && a->ldd > 128)
     ver = 2;                                  /* V3 and V4 stage rows of <= 32 float4 */
-  p.mma = false;
   if (ver == 4 && scan::v4_fits (a, dt, gdt, G)) {
     /* V4's own choice: 2 of 16 exponentials on the FMA pipes where one lane
      * per chain with a short dt_proj row leaves the special-function unit
@@ -793,8 +792,7 @@ plan_lanes (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, int Ls, size_t w
   }
   p.ver = ver;
   p.kp = kp;
-  p.sum_dirs = false;
-  p.sum_dirs = p.P >= 1 && scan_sums (dt, gdt, a, p, Ls);
+  p.sum_dirs = scan_sums (dt, gdt, a, p, Ls);   /* needs P == 1 */
   return p;
 }
 
