@@ -2,7 +2,8 @@
 """One command for the GPU host: our CUDA Vim next to DeiT (timm) on the same card.
 
   bench/run-bench.py --build build-cuda [--set full|quick|targets] [--precision fp16]
-                     [--compile targets|all|none] [--json OUT.json] [--md OUT.md]
+                     [--compile targets|all|none] [--gpus N] [--deadline S]
+                     [--json OUT.json] [--md OUT.md]
 
 For Vim-Ti/S/B at 224/512/1024/1248 and batch 1/8/64/256 where they fit it
 prints median and p99 latency of a forward (device time, CUDA events, input
@@ -16,6 +17,14 @@ weights, input included; for CUDA graphs the peak from the first compiled
 call on, since the graph's private pool is allocated while it is recorded
 and replays allocate nothing: an upper bound that includes the warm-up),
 and our/their ratios against the best DeiT.
+
+max-autotune costs 1.5-2.5 minutes a DeiT row on an H200 (torch 2.11), so
+`--compile all` over the full set takes about half an hour on one GPU.
+`--gpus N` shares the compiled rows among N GPUs of the host (GPU 0 runs Vim
+first, alone, then the eager rows and its share; the others start after the
+Vim rows), and `--deadline S` leaves rows that would not finish within S
+seconds as "not run", for a later `--compile-rows` run whose JSON `--load`
+merges into one table.
 
 Random weights (tools/vim-random-model), random inputs (never zeros).
 """
@@ -47,8 +56,12 @@ COMPILE_TARGETS = [("DeiT-Ti", 224, 1), ("DeiT-Ti", 224, 256), ("DeiT-Ti", 1248,
                    ("DeiT-S", 1248, 8)]   # in priority order
 
 
+T_START = time.time()
+
+
 def log(*a):
-    print(*a, file=sys.stderr, flush=True)
+    worker = os.environ.get("VIM_BENCH_WORKER")
+    print(*((f"[{worker}]",) if worker else ()), *a, file=sys.stderr, flush=True)
 
 
 def card():
@@ -119,7 +132,81 @@ def time_fn(torch, fn, x, seconds, min_iters=10, max_iters=200, step=None):
             "min_ms": times[0], "iters": len(times)}
 
 
-def run_deit(args, plan, save=None):
+def compiled_todo(args, plan):
+    """The compiled DeiT rows this run asks for, in priority order."""
+    if args.compile == "none":
+        return []
+    if args.compile_rows:
+        want = [(d, int(r), int(b)) for d, r, b in
+                (x.split(":") for x in args.compile_rows.split(","))]
+        return [k for k in want if k[0] in plan]
+    todo = [k for k in COMPILE_TARGETS if k[0] in plan and k[1] in plan[k[0]] and k[2] in plan[k[0]][k[1]]]
+    if args.compile == "all":
+        todo += [(d, r, b) for d, sz in plan.items() for r, bs in sz.items() for b in bs
+                 if (d, r, b) not in todo]
+    return todo
+
+
+def compile_cost(row):
+    """Rough seconds to compile a DeiT row (H200, torch 2.11): CUDA graphs
+    at batch 1 take tens of seconds, max-autotune minutes (DeiT-S about 2)."""
+    dname, res, b = row
+    if b == 1:
+        return 30.0
+    return 80.0 * (1.8 if dname == "DeiT-S" else 1.0) * (1.3 if res >= 1024 else 1.0)
+
+
+def split_rows(todo, n, head_start):
+    """Rows for n GPUs, longest first onto the least loaded (GPU 0 also
+    runs the eager rows: head_start seconds); each share keeps the
+    priority order."""
+    load = [head_start] + [0.0] * (n - 1)
+    share = [[] for _ in range(n)]
+    for row in sorted(todo, key=compile_cost, reverse=True):
+        i = min(range(n), key=lambda j: load[j])
+        share[i].append(row)
+        load[i] += compile_cost(row)
+    return [[r for r in todo if r in s] for s in share]
+
+
+def spawn_compile_workers(args, shares, budget, tmp):
+    """GPUs 1.. compile and time their share of the compiled DeiT rows in
+    processes of their own (CUDA_VISIBLE_DEVICES), while GPU 0 goes on."""
+    procs = []
+    for gpu, share in enumerate(shares[1:], start=1):
+        if not share:
+            continue
+        # beside --json where given, so that a run cut short keeps them
+        out = (os.path.splitext(args.json)[0] if args.json else os.path.join(tmp, "deit")) \
+            + f".gpu{gpu}.json"
+        cmd = [sys.executable, os.path.abspath(__file__), "--set", args.set,
+               "--precision", args.precision, "--no-vim", "--no-eager", "--gpus", "1",
+               "--seconds", str(args.seconds), "--compile-budget", str(budget),
+               *(["--deadline", str(args.deadline - (time.time() - T_START))] if args.deadline else []),
+               "--compile-rows", ",".join(f"{d}:{r}:{b}" for d, r, b in share), "--json", out]
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu), VIM_BENCH_WORKER=f"GPU {gpu}")
+        log(f"[deit] GPU {gpu}: {len(share)} compiled rows in a worker")
+        procs.append((gpu, out, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)))
+    return procs
+
+
+def join_compile_workers(procs):
+    rows = []
+    for gpu, out, p in procs:
+        p.wait()
+        try:
+            with open(out) as f:
+                got = json.load(f).get("deit", [])
+        except (OSError, ValueError) as e:
+            log(f"[deit] GPU {gpu}: worker left no rows ({e})")
+            continue
+        for r in got:
+            r["gpu"] = gpu
+        rows += got
+    return rows
+
+
+def run_deit(args, plan, todo, budget, deadline=None, save=None):
     import torch
     import timm
     rows = []
@@ -181,28 +268,20 @@ def run_deit(args, plan, save=None):
         if save:
             save(rows)
 
-    # eager everywhere first (cheap), then the compiled target rows by priority
+    # eager everywhere first (cheap), then the compiled rows by priority
     if not args.no_eager:
         for dname, sizes in plan.items():
             for res, batches in sizes.items():
                 for b in batches:
                     one(dname, res, b, "eager")
-    if args.compile != "none":
-        todo = [k for k in COMPILE_TARGETS if k[0] in plan and k[1] in plan[k[0]] and k[2] in plan[k[0]][k[1]]]
-        if args.compile == "all":
-            todo += [(d, r, b) for d, sz in plan.items() for r, bs in sz.items() for b in bs
-                     if (d, r, b) not in todo]
-        if args.compile_rows:
-            want = [(d, int(r), int(b)) for d, r, b in
-                    (x.split(":") for x in args.compile_rows.split(","))]
-            todo = [k for k in want if k[0] in plan]
-        for dname, res, b in todo:
-            if time.time() - t_start > args.compile_budget:
-                log(f"[deit] {dname} {res} b{b} compiled: not run (time budget)")
-                rows.append({"model": dname, "res": res, "batch": b, "mode": "compiled",
-                             "error": "not run (time budget of this run)"})
-                continue
-            one(dname, res, b, "compiled")
+    for dname, res, b in todo:
+        late = deadline is not None and time.time() + 1.15 * compile_cost((dname, res, b)) > deadline
+        if time.time() - t_start > budget or late:
+            log(f"[deit] {dname} {res} b{b} compiled: not run (time budget)")
+            rows.append({"model": dname, "res": res, "batch": b, "mode": "compiled",
+                         "error": "not run (time budget of this run)"})
+            continue
+        one(dname, res, b, "compiled")
     return rows
 
 
@@ -260,6 +339,8 @@ def table(vim_rows, deit_rows):
             lines.append(f"| {r['model']} | {r['res']} | {r['batch']} | {r['mode']} | {r['error']} |||||")
         else:
             mode = r["mode"] + (f" ({r['compile_mode']})" if r.get("compile_mode") else "")
+            if r.get("gpu"):
+                mode += f", GPU {r['gpu']}"
             lines.append(f"| {r['model']} | {r['res']} | {r['batch']} | {mode} | {r['median_ms']:.4f} | "
                          f"{r['p99_ms']:.4f} | {r['img_s']:.0f} | {r['act_mib']:.1f} | {r['act_mib_per_img']:.2f} |")
     return "\n".join(lines)
@@ -281,6 +362,13 @@ def main():
     ap.add_argument("--compile-rows",
                     help="compiled DeiT rows to run instead of the target list, "
                          "e.g. DeiT-S:224:256,DeiT-S:224:1")
+    ap.add_argument("--deadline", type=float,
+                    help="seconds from now by which the run should be done: a compiled DeiT "
+                         "row whose estimated compile would end later is left for another run")
+    ap.add_argument("--gpus", type=int, default=1,
+                    help="GPUs of this host to share the compiled DeiT rows (each compile "
+                         "costs up to minutes): GPU 0 runs Vim, the eager rows and its share, "
+                         "GPUs 1.. theirs in worker processes, started after the Vim rows")
     ap.add_argument("--json", help="write (and keep updating) the raw rows here")
     ap.add_argument("--load", nargs="*", help="only print the table of saved runs")
     ap.add_argument("--md")
@@ -315,9 +403,21 @@ def main():
             if not args.no_vim:
                 vim_rows = run_vim(args, tmp, vim_plan)
                 save()
-        if not args.no_deit:
-            deit_rows = run_deit(args, deit_plan, save=lambda rows: save(dr=rows))
+            if not args.no_deit:
+                todo = compiled_todo(args, deit_plan)
+                n = max(1, args.gpus)
+                eager = 0 if args.no_eager else 60.0
+                shares = split_rows(todo, n, eager) if n > 1 else [todo]
+                workers = spawn_compile_workers(args, shares, args.compile_budget, tmp)
+                deadline = T_START + args.deadline if args.deadline else None
+                deit_rows = run_deit(args, deit_plan, shares[0], args.compile_budget, deadline,
+                                     save=lambda rows: save(dr=rows))
+                deit_rows += join_compile_workers(workers)
+                if n > 1:
+                    info["gpus"] = n
         save()
+    order = {d: i for i, (_, _, d, _) in enumerate(VARIANTS)}
+    deit_rows.sort(key=lambda r: (r["mode"] != "eager", order.get(r["model"], 9), r["res"], r["batch"]))
     md = table(vim_rows, deit_rows)
     head = (f"card: {info['card']}  \ndate: {info['date']}  \ncommand: `{info['command']}`  \n"
             f"our precision: {args.precision}; DeiT: fp16, SDPA  \n")
