@@ -990,12 +990,18 @@ vim_runner_cuda_init (VimRunner *r, GError **error)
     cr->retained_primary = TRUE;
   }
   int major = 0, minor = 0;
-  cudaDeviceGetAttribute (&major, cudaDevAttrComputeCapabilityMajor, want);
-  cudaDeviceGetAttribute (&minor, cudaDevAttrComputeCapabilityMinor, want);
-  if (major * 10 + minor < VIM_CUDA_MIN_SM) {
-    g_set_error (error, VIM_ERROR, VIM_ERROR_UNSUPPORTED,
-        "CUDA device %d is sm_%d%d, older than this build's kernels (sm_%d)",
-        want, major, minor, VIM_CUDA_MIN_SM);
+  cudaError_t ae = cudaDeviceGetAttribute (&major, cudaDevAttrComputeCapabilityMajor, want);
+  if (ae == cudaSuccess)
+    ae = cudaDeviceGetAttribute (&minor, cudaDevAttrComputeCapabilityMinor, want);
+  if (ae != cudaSuccess || major * 10 + minor < VIM_CUDA_MIN_SM) {
+    if (ae != cudaSuccess) {
+      cudaGetLastError ();
+      vim_cuda_fail (error, ae, "reading the device's compute capability");
+    } else {
+      g_set_error (error, VIM_ERROR, VIM_ERROR_UNSUPPORTED,
+          "CUDA device %d is sm_%d%d, older than this build's kernels (sm_%d)",
+          want, major, minor, VIM_CUDA_MIN_SM);
+    }
     if (cr->retained_primary) {
       CUdevice dev;
       if (vim_cuda_drv.device_get (&dev, want) == CUDA_SUCCESS)
