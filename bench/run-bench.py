@@ -177,6 +177,7 @@ def split_rows(todo, n, head_start, graph_batches=(1,)):
     priority order."""
     load = [head_start] + [0.0] * (n - 1)
     share = [[] for _ in range(n)]
+
     def cost(row):
         return compile_cost(row, graph_batches)
     for row in sorted(todo, key=cost, reverse=True):
@@ -202,7 +203,10 @@ def spawn_compile_workers(args, shares, budget, tmp):
                "--seconds", str(args.seconds), "--compile-budget", str(budget),
                *(["--deadline", str(args.deadline - (time.time() - T_START))] if args.deadline else []),
                "--compile-rows", ",".join(f"{d}:{r}:{b}" for d, r, b in share), "--json", out]
-        env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu), VIM_BENCH_WORKER=f"GPU {gpu}")
+        # the gpu-th of the GPUs this process sees
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        dev = visible.split(",")[gpu] if visible and len(visible.split(",")) > gpu else str(gpu)
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=dev, VIM_BENCH_WORKER=f"GPU {gpu}")
         log(f"[deit] GPU {gpu}: {len(share)} compiled rows in a worker")
         procs.append((gpu, out, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)))
     return procs
