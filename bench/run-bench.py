@@ -162,7 +162,7 @@ def compile_modes(b, graph_batches):
     return [AUTOTUNE, GRAPHS] if b in graph_batches else [AUTOTUNE]
 
 
-def compile_cost(row, graph_batches=(1,)):
+def compile_cost(row, graph_batches):
     """Rough seconds to compile a DeiT row (H200, torch 2.11): CUDA graphs
     (reduce-overhead) take 10-20 s, max-autotune minutes (DeiT-S about 2)."""
     dname, res, b = row
@@ -171,7 +171,7 @@ def compile_cost(row, graph_batches=(1,)):
     return sum(cost[m] for m in compile_modes(b, graph_batches))
 
 
-def split_rows(todo, n, head_start, graph_batches=(1,)):
+def split_rows(todo, n, head_start, graph_batches):
     """Rows for n GPUs, longest first onto the least loaded (GPU 0 also
     runs the eager rows: head_start seconds); each share keeps the
     priority order."""
@@ -187,7 +187,7 @@ def split_rows(todo, n, head_start, graph_batches=(1,)):
     return [[r for r in todo if r in s] for s in share]
 
 
-def spawn_compile_workers(args, shares, budget, tmp):
+def spawn_compile_workers(args, shares, tmp):
     """GPUs 1.. compile and time their share of the compiled DeiT rows in
     processes of their own (CUDA_VISIBLE_DEVICES), while GPU 0 goes on."""
     procs = []
@@ -200,12 +200,12 @@ def spawn_compile_workers(args, shares, budget, tmp):
         cmd = [sys.executable, os.path.abspath(__file__), "--set", args.set,
                "--precision", args.precision, "--no-vim", "--no-eager", "--gpus", "1",
                "--graph-batches", ",".join(map(str, args.graph_batches)),
-               "--seconds", str(args.seconds), "--compile-budget", str(budget),
+               "--seconds", str(args.seconds), "--compile-budget", str(args.compile_budget),
                *(["--deadline", str(args.deadline - (time.time() - T_START))] if args.deadline else []),
                "--compile-rows", ",".join(f"{d}:{r}:{b}" for d, r, b in share), "--json", out]
         # the gpu-th of the GPUs this process sees
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        dev = visible.split(",")[gpu] if visible and len(visible.split(",")) > gpu else str(gpu)
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+        dev = visible[gpu] if len(visible) > gpu else str(gpu)
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=dev, VIM_BENCH_WORKER=f"GPU {gpu}")
         log(f"[deit] GPU {gpu}: {len(share)} compiled rows in a worker")
         procs.append((gpu, out, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)))
@@ -439,8 +439,8 @@ def main():
                 todo = compiled_todo(args, deit_plan)
                 n = max(1, args.gpus)
                 eager = 0 if args.no_eager else 60.0
-                shares = split_rows(todo, n, eager, args.graph_batches) if n > 1 else [todo]
-                workers = spawn_compile_workers(args, shares, args.compile_budget, tmp)
+                shares = split_rows(todo, n, eager, args.graph_batches)
+                workers = spawn_compile_workers(args, shares, tmp)
                 deadline = T_START + args.deadline if args.deadline else None
                 deit_rows = run_deit(args, deit_plan, shares[0], args.compile_budget, deadline,
                                      save=lambda rows: save(dr=rows))

@@ -302,7 +302,8 @@ slots_create (CudaRunner *cr, int k, GError **error)
   return TRUE;
 }
 
-gboolean
+/* Workspace, slots, input and logits for a batch of n. */
+static gboolean
 vim_cuda_ensure_batch (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
 {
   int passes, images, slots;
@@ -588,7 +589,7 @@ enqueue_forward (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
 /* Runs the network over input[0..n) into logits[0..n) on the stream: as a
  * replayed graph when one exists for n, else eagerly (first call) or by
  * capturing one (second call). Does not synchronize. */
-gboolean
+static gboolean
 vim_cuda_run_forward (CudaRunner *cr, const VimModelConfig *c, int n, GError **error)
 {
   GraphEntry *ge = NULL;
@@ -653,8 +654,8 @@ vim_cuda_sync_stream (CudaRunner *cr, GError **error)
   return TRUE;
 }
 
-/* Copies the n x out_per_image logits to the caller. */
-gboolean
+/* Copies the n x out_per_image logits to the caller (synchronizes). */
+static gboolean
 vim_cuda_fetch_logits (CudaRunner *cr, const VimModelConfig *c, int n, float *logits, GError **error)
 {
   size_t bytes = (size_t) n * vim_cuda_out_per_image (c) * 4;

@@ -122,19 +122,10 @@ void vim_cuda_dev_free (CudaRunner *cr, void **p, size_t bytes);
 /* Grows a mapped pinned host buffer to bytes (contents not kept). */
 gboolean vim_cuda_host_reserve (void **p, size_t *cap, size_t bytes, GError **error);
 
-/* Workspace, slots, input and logits for a batch of n. */
-gboolean vim_cuda_ensure_batch (CudaRunner *cr, const VimModelConfig *c, int n,
-    GError **error);
-/* The forward pass over cr->input[0..n) into cr->logits, on cr->stream. */
-gboolean vim_cuda_run_forward (CudaRunner *cr, const VimModelConfig *c, int n,
-    GError **error);
 /* Frames -> cr->input -> the forward pass (workspace for n first). */
 gboolean vim_cuda_forward_frames (CudaRunner *cr, const VimModelConfig *c,
     const VimFrame *frames, int n, CUcontext caller, GError **error);
 gboolean vim_cuda_sync_stream (CudaRunner *cr, GError **error);
-/* cr->logits[0..n) to host memory (synchronizes). */
-gboolean vim_cuda_fetch_logits (CudaRunner *cr, const VimModelConfig *c, int n,
-    float *logits, GError **error);
 
 /* ---- preprocess_cuda.c ---------------------------------------------------------- */
 
