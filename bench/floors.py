@@ -11,6 +11,9 @@ one per token, channel, state and direction plus two for softplus (exp and lg2) 
 the gate's SiLU(z) (tanh; --silu-ops 2 counts exp and rcp, as fp32 and builds before 737f6c7
 ran it) per token, channel and direction; the conv's two SiLUs per token and channel likewise.
 --gate-in-conv counts the earlier split, where the conv wrote SiLU(z) and the scan read it.
+--sum-directions counts the scan that sums the two directions (the rule for d_inner >= 768,
+Vim-S and Vim-B): the backward pass reads the forward outputs it adds to, and out_proj reads
+E columns with its D x E weight instead of 2E with the weight stacked twice.
 A kernel's floor is the larger of bytes / DRAM bandwidth and MUFU ops / MUFU rate. With the
 scan split into P chunks the summary pass runs the recurrence again over P-1 of them. Prints
 per pass, per image and the img/s ceiling of this unfused design, and the ceiling when two
@@ -27,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from vimtools.vimconfig import TEST_VARIANTS, VARIANTS, make_config  # noqa: E402
 
 
-def layer_kernels(cfg, chunks, gate_in_conv=False, silu_ops=1):
+def layer_kernels(cfg, chunks, gate_in_conv=False, silu_ops=1, sum_directions=False):
     """(name, bytes per token, weight bytes per pass, MUFU ops per token) of one layer."""
     D, E, N = cfg["embed_dim"], cfg["d_inner"], cfg["d_state"]
     # x_proj output row (fp32): dt_low padded to 4, B, C; the row rounded up to 8 floats
@@ -38,6 +41,10 @@ def layer_kernels(cfg, chunks, gate_in_conv=False, silu_ops=1):
     conv = 3 * E * a + (2 * E * a if gate_in_conv else 0)
     gate_mufu = 0 if gate_in_conv else silu_ops
     conv_mufu = (2 + (1 if gate_in_conv else 0)) * E * silu_ops
+    # out_proj's input columns: both directions, or their sum (written by the backward pass
+    # over the forward outputs, which it reads)
+    k_out = E if sum_directions else 2 * E
+    sum_read = E * a if sum_directions else 0
     return [
         ("rmsnorm", D * f + D * a, 0, 0),
         ("in_proj", D * a + 2 * E * a, 2 * E * D * a, 0),
@@ -45,10 +52,10 @@ def layer_kernels(cfg, chunks, gate_in_conv=False, silu_ops=1):
         ("x_proj", 2 * E * a + 2 * ldd * f, 2 * ldd * E * a, 0),
         # u and z (or the gate) for both directions, the staged rows, y written in place
         # of u; the summary pass reads u and the rows again for its chunks
-        ("scan", (2 * E * a + 2 * E * a + 2 * ldd * f + 2 * E * a)
+        ("scan", (2 * E * a + 2 * E * a + 2 * ldd * f + 2 * E * a + sum_read)
          + summary * (2 * E * a + 2 * ldd * f), 0,
          2 * E * (N + 2 + gate_mufu) + 2 * E * (N + 2) * summary),
-        ("out_proj", 2 * E * a + 2 * D * f, D * 2 * E * a, 0),
+        ("out_proj", k_out * a + 2 * D * f, D * k_out * a, 0),
     ]
 
 
@@ -64,6 +71,8 @@ def main():
                     help="the conv writes SiLU(z) (VIM_CUDA_GATE_IN_CONV=1) instead of the scan computing it")
     ap.add_argument("--silu-ops", type=int, choices=(1, 2), default=1,
                     help="special-function operations per SiLU: 1 (tanh, 16-bit) or 2 (exp and rcp)")
+    ap.add_argument("--sum-directions", action="store_true",
+                    help="the scan sums the two directions for out_proj (the rule for d_inner >= 768)")
     ap.add_argument("--measured-us", default="",
                     help="kernel=us,... per pass (ncu durations) to print beside the floors")
     args = ap.parse_args()
@@ -75,11 +84,13 @@ def main():
     measured = dict((k, float(v)) for k, v in (x.split("=") for x in args.measured_us.split(",") if x))
     print(f"{args.variant} {args.res}x{args.res}: D {D}, E {cfg['d_inner']}, L {L} tokens; pass of "
           f"{args.pass_images} images = {tokens} tokens; scan chunks {args.chunks}; "
+          f"{'directions summed; ' if args.sum_directions else ''}"
           f"DRAM {args.dram_tbs} TB/s, MUFU {args.mufu_tops} T ops/s")
     print(f"{'kernel':10s} {'MB/pass':>9s} {'MUFU M/pass':>12s} {'floor us':>9s} {'bound':>6s} "
           f"{'measured us':>12s} {'floor/measured':>15s}")
     total_floor = total_meas = total_mem = total_mufu = 0.0
-    for name, bpt, wbytes, mpt in layer_kernels(cfg, args.chunks, args.gate_in_conv, args.silu_ops):
+    for name, bpt, wbytes, mpt in layer_kernels(cfg, args.chunks, args.gate_in_conv, args.silu_ops,
+                                                 args.sum_directions):
         mb = (bpt * tokens + wbytes) / 1e6
         mufu = mpt * tokens / 1e6
         t_mem = mb / (args.dram_tbs * 1e6) * 1e6
