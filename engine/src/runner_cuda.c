@@ -49,6 +49,7 @@
  * VIM_CUDA_GEMM=lt or tuned (cuBLASLt, gemm_cuda.c; default cuBLAS) and,
  * read by the kernels, VIM_CUDA_SCAN_VERSION=1/2/3 for an earlier scan,
  * VIM_CUDA_SCAN_BLOCKS_PER_SM (0 = no cap on the scan's blocks per SM),
+ * VIM_CUDA_SCAN_WHOLE_CHUNKS=1|2|4 (chunk groups in V5's blocks),
  * VIM_CUDA_SCAN_DT_MMA=0 (dt_proj with FMAs instead of the tensor cores) and
  * VIM_CUDA_LAYER_CARVEOUT=-1 (the driver chooses every L1 / shared split).
  */

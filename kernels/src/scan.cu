@@ -49,7 +49,9 @@
  *
  * V5 (scan_whole.cu) runs whole chains in one launch, one state per lane,
  * for small batches (scan_uses_whole below): 5-9% faster than V4 at Vim-Ti
- * 224 batch 2-4 on an H200.
+ * 224 batch 2-4 on an H200. With fewer blocks than SMs (Vim-Ti 224 batch
+ * 1) its blocks split each chain into 4 chunk groups (whole_groups): 6.6%
+ * faster than V4's two launches there.
  *
  * V6 (scan_stream.cu) runs whole chains of any length in one launch, two
  * states per lane, streamed through shared memory, where V4 would chunk
@@ -625,23 +627,66 @@ scan_takes (const VimkScanArgs *a, int v, int env, bool rule)
   return ver == v || own_choice;
 }
 
+/* fewer V5 blocks than SMs, chains of at most 256 steps (whole_groups) */
+static bool
+whole_few_short (const VimkScanArgs *a, int Ls)
+{
+  return (int64_t) a->nseq * 2 * a->E / 8 < sm_count () && Ls <= 256;
+}
+
+static int whole_groups (const VimkScanArgs *a, int Ls);
+
 /* Whether vimk_scan runs V5 (scan_whole.cu) for these arguments, chains of
  * Ls steps: where asked for (version 5, VIM_CUDA_SCAN_WHOLE=1) and, where
  * nothing else is asked for, with one to three of its blocks of 8 chains
- * per SM and dt_rank <= 32. Measured on an H200 against V4's plans
+ * per SM, or fewer than one and chains of at most 256 steps, and dt_rank
+ * <= 32. Measured on an H200 against V4's plans
  * (bench/RESULTS.md, eighteenth session, fp16): faster with 1.5-3 blocks
  * per SM (Vim-Ti 224 batch 2 -7%, batch 4 -11%, Vim-S batch 1 -1%, batch 2
  * -6%), the same below one block per SM (Vim-Ti batch 1: one warp per
  * scheduler leaves each step's latency bare), slower above three (Vim-Ti
  * batch 8 +3.5%, Vim-S batch 4 +5%, where V4's one lane per chain does
  * less work a state-step) and for Vim-B (rows of 48 dt_proj columns,
- * batch 1 +10%). */
+ * batch 1 +10%). Below one block per SM it takes chunk groups
+ * (whole_groups), which took Vim-Ti batch 1 6.6% below V4. */
 static bool
 scan_uses_whole (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, int Ls)
 {
   const int64_t blocks = (int64_t) a->nseq * 2 * a->E / 8, sms = sm_count ();
-  const bool rule = a->R <= 32 && blocks >= sms && blocks <= 3 * sms;
-  return scan_takes (a, 5, scan_whole_env (), rule) && scan::whole_fits (a, dt, gdt, Ls);
+  const bool rule = a->R <= 32
+      && ((blocks >= sms && blocks <= 3 * sms) || whole_few_short (a, Ls));
+  return scan_takes (a, 5, scan_whole_env (), rule)
+      && scan::whole_fits (a, dt, gdt, Ls, whole_groups (a, Ls));
+}
+
+/* VIM_CUDA_SCAN_WHOLE_CHUNKS=1|2|4: V5's chunk groups wherever V5 runs (A/B
+ * timing); unset: -1, the rule in whole_groups */
+static int scan_whole_chunks_env ()
+{
+  static const int v = [] {
+    const char *e = getenv ("VIM_CUDA_SCAN_WHOLE_CHUNKS");
+    return e != nullptr && (e[0] == '1' || e[0] == '2' || e[0] == '4') && e[1] == '\0'
+        ? e[0] - '0' : -1;
+  } ();
+  return v;
+}
+
+/* Chunk groups in a V5 block (scan_whole.cu, scan_whole_chunked): 1, 2 or
+ * 4 where asked for (version 5 with chunks 1, 2 or 4, the tests; the switch),
+ * else 4 where V5's blocks are fewer than the SMs and chains short (one
+ * warp per scheduler: each step's latency is bare), else 1. Measured on an
+ * H200 (fp16, bench/RESULTS.md, twenty-sixth session): Vim-Ti 224 batch 1
+ * -6.6% against V4's two launches (2 groups -3.9%); with one block per SM
+ * or more +9% to +27% (Vim-Ti batch 2-4, Vim-S batch 1-2). Chains up to
+ * 256 steps only: longer ones were not measured. */
+static int
+whole_groups (const VimkScanArgs *a, int Ls)
+{
+  if (a->version == 5 && (a->chunks == 1 || a->chunks == 2 || a->chunks == 4))
+    return a->chunks;
+  if (scan_whole_chunks_env () > 0)
+    return scan_whole_chunks_env ();
+  return whole_few_short (a, Ls) ? 4 : 1;
 }
 
 /* Whether vimk_scan runs V6 (scan_stream.cu) for these arguments: where
@@ -823,7 +868,7 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
   if (scan_uses_stream (dt, gdt, a))
     return scan::stream_launch (a, dt, gdt, Ls, stream);
   if (scan_uses_whole (dt, gdt, a, Ls))
-    return scan::whole_launch (a, dt, gdt, Ls, stream);
+    return scan::whole_launch (a, dt, gdt, Ls, whole_groups (a, Ls), stream);
   const LanePlan lp = plan_lanes (dt, gdt, a, Ls, workspace_bytes);
   const int G = lp.G;
   int P = lp.P;

@@ -262,9 +262,10 @@ size_t v4_smem_bytes (VimkDType dt, VimkDType gdt, int G, int ldd, bool mma, boo
 
 /* V5 (scan_whole.cu): whether it can run these arguments with chains of Ls
  * steps (N = 16, channels a multiple of 8, 16-byte aligned rows, a chain's
- * rows within the block's shared memory), and its launch */
-bool whole_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls);
-cudaError_t whole_launch (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls,
+ * rows within the block's shared memory) in blocks of pc chunk groups (1:
+ * whole chains; 2 or 4), and its launch */
+bool whole_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls, int pc);
+cudaError_t whole_launch (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls, int pc,
     cudaStream_t stream);
 
 /* V6 (scan_stream.cu): whether it can run these arguments (N = 16,

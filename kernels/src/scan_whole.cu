@@ -25,7 +25,8 @@
  * (Vim-Ti 224 batch 2-4, Vim-S batch 1-2); vimk_scan chooses it there
  * (scan.cu, scan_uses_whole). With fewer blocks than SMs (Vim-Ti batch 1)
  * one warp per scheduler cannot hide its own latencies (ncu: 2.8 cycles
- * per issued instruction) and it only ties V4. Its fixed part counts at
+ * per issued instruction) and it only ties V4; there the variant with
+ * chunk groups (scan_whole_chunked, below) runs instead. Its fixed part counts at
  * small batches: staging without a division per copy took 2% off Vim-Ti
  * batch 2; the first version, fully unrolled, had 115 KB of code and
  * stalled on instruction fetch.
@@ -256,6 +257,161 @@ scan_whole (VimkScanArgs a, int Ls)
   copy_out (kParts - 1);
 }
 
+/* V5 with PC chunk groups (vimk_scan's choice where V5's blocks are fewer
+ * than the SMs, scan.cu, whole_groups): the block's 8 chains, every step
+ * staged as in V5, but PC groups of 128 threads each take a run of whole
+ * tiles. The groups but the last run their steps once from a zero
+ * state for the end state and the decay (exp2 of A2 times the sum of the
+ * deltas); after one barrier each group folds the earlier groups' into its
+ * first state and runs its steps again with outputs. A chain of L steps
+ * then waits about 2 L / PC steps instead of L, with PC warps per
+ * scheduler to hide each other's latencies (V5 has one at batch 1). On an
+ * H200 (fp16) 4 groups took Vim-Ti 224 batch 1 from 0.542 to 0.506 ms
+ * and cost 9-27% wherever V5 has a block per SM or more (bench/RESULTS.md,
+ * twenty-sixth session). The extra passes' steps are all on the
+ * special-function unit again, so it pays only where latency rules. */
+template <typename T, typename TG, int RV, int PC>
+__global__ void __launch_bounds__ (kThreads * PC, 1)
+scan_whole_chunked (VimkScanArgs a, int Ls)
+{
+  constexpr int N = kLanes;
+  constexpr int NT = kThreads * PC;
+  extern __shared__ float4 smem4[];
+  const int tid = threadIdx.x;
+  const int c0 = blockIdx.x * kChains;
+  const int dir = blockIdx.y;
+  const int seq = blockIdx.z;
+  const int L = a.L, E = a.E, ldd = a.ldd;
+  const Layout w = layout (Ls, ldd, (int) sizeof (T), (int) sizeof (TG));
+  float *rows = (float *) smem4;
+  T *su = (T *) ((char *) smem4 + w.su);
+  TG *sg = (TG *) ((char *) smem4 + w.sg);
+  float2 *dd = (float2 *) ((char *) smem4 + w.dd);
+  float *hend = (float *) ((char *) smem4 + w.total);      /* [PC][kChains][N] */
+  float *hdec = hend + PC * kChains * N;                     /* [PC][kChains][N] */
+
+  const int64_t nrows = (int64_t) a.nseq * L;
+  const int64_t row0 = (int64_t) seq * L + (dir ? L - 1 : 0);
+  const int64_t sgn = dir ? -1 : 1;
+  const float *dbl0 = a.dbl + (int64_t) dir * nrows * ldd + row0 * ldd;
+  T *xy0 = (T *) a.xy + row0 * a.ld_xy + (int64_t) dir * E + c0;
+  const TG *g0 = (const TG *) a.gate + row0 * a.ld_gate + c0;
+
+  /* every step's rows at once; steps past Ls repeat the last one */
+  constexpr int UP = kChains * (int) sizeof (T) / 16;
+  constexpr int GP = kChains * (int) sizeof (TG) / 16;
+  const int q4 = ldd / 4;
+  for (int q = tid; q < w.Lr * q4; q += NT) {
+    const int s = q / q4, j = q - s * q4;
+    const int64_t src = (int64_t) min (s, Ls - 1) * sgn;
+    __pipeline_memcpy_async (rows + (size_t) s * ldd + j * 4, dbl0 + src * ldd + j * 4, 16);
+  }
+  for (int q = tid; q < w.Lr * (UP + GP); q += NT) {
+    const int s = q / (UP + GP), j = q - s * (UP + GP);
+    const int64_t src = (int64_t) min (s, Ls - 1) * sgn;
+    if (j < UP)
+      __pipeline_memcpy_async (su + s * kChains + j * (16 / sizeof (T)),
+          xy0 + src * a.ld_xy + j * (16 / sizeof (T)), 16);
+    else
+      __pipeline_memcpy_async (sg + s * kChains + (j - UP) * (16 / sizeof (TG)),
+          g0 + src * a.ld_gate + (j - UP) * (16 / sizeof (TG)), 16);
+  }
+  __pipeline_commit ();
+
+  const int cq = tid % kChains, rv = a.r_pad / 4;
+  float4 wd[RV];
+  const float bdt = chain_dt_proj<RV> (wd, a, (int64_t) dir * E + c0 + cq);
+
+  const int grp = tid / kThreads, t = tid % kThreads;
+  const int cl = t / kLanes, n = t % kLanes;
+  const int64_t pl = (int64_t) dir * E + c0 + cl;
+  const float A2 = a.A2[pl * N + n];
+  const float Dv = a.Dv[pl];
+  const bool gate_silu = a.gate_silu != 0;
+
+  __pipeline_wait_prior (0);
+  __syncthreads ();
+  for (int s = tid / kChains; s < w.Lr; s += NT / kChains)
+    dd[s * kChains + cq] = s < Ls
+        ? step_delta<T, RV> (rows + (size_t) s * ldd, wd, rv, bdt, su[s * kChains + cq])
+        : make_float2 (0.f, 0.f);
+  __syncthreads ();
+
+  /* this group's whole tiles [s0, s1) */
+  const int ntiles = w.Lr / 16;
+  const int s0 = 16 * (grp * ntiles / PC), s1 = 16 * ((grp + 1) * ntiles / PC);
+  const int si = (grp * kChains + cl) * N + n;
+  if (grp < PC - 1) {
+    float hz = 0.f, sdx = 0.f;
+#pragma unroll 4
+    for (int s = s0; s < s1; s++) {
+      const float2 d = dd[s * kChains + cl];
+      hz = fmaf (ex2_mufu (d.x * A2), hz, d.y * rows[(size_t) s * ldd + a.b_off + n]);
+      sdx += d.x;
+    }
+    hend[si] = hz;
+    hdec[si] = ex2_mufu (sdx * A2);
+  }
+  __syncthreads ();
+  float h = 0.f;
+  for (int g = 0; g < grp; g++) {
+    const int i = (g * kChains + cl) * N + n;
+    h = fmaf (hdec[i], h, hend[i]);
+  }
+
+  /* the steps again from that state, as V5's parts: the next tile's
+   * operands loaded between the state FMAs, the previous tile's sums and
+   * outputs beside them */
+  float e[16], bu[16], cc[16], q[16], qp[16];
+  auto operand = [&] (int tt, int j) {
+    const float2 d = dd[tt * kChains + cl];
+    const float *r = rows + (size_t) tt * ldd + a.b_off;
+    e[j] = ex2_mufu (d.x * A2);
+    bu[j] = d.y * r[n];
+    cc[j] = r[N + n];
+  };
+  auto chain = [&] (int tn) {
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+      h = fmaf (e[j], h, bu[j]);
+      q[j] = cc[j] * h;
+      operand (tn + j, j);
+    }
+  };
+  auto finish = [&] (int tp) {
+    butterfly<kLanes, kLanes / 2> (qp, n);
+    const int s = tp + n;
+    const T y = gated_output<T, TG> (qp[0], Dv, su[s * kChains + cl], sg[s * kChains + cl],
+        gate_silu);
+    if (s < Ls)
+      su[s * kChains + cl] = y;
+  };
+  if (s0 < s1) {
+#pragma unroll
+    for (int j = 0; j < 16; j++)
+      operand (s0 + j, j);
+    chain (min (s0 + 16, s1 - 16));
+#pragma unroll
+    for (int j = 0; j < 16; j++)
+      qp[j] = q[j];
+#pragma unroll 1
+    for (int t0 = s0 + 16; t0 < s1; t0 += 16) {
+      chain (min (t0 + 16, s1 - 16));
+      finish (t0 - 16);
+#pragma unroll
+      for (int j = 0; j < 16; j++)
+        qp[j] = q[j];
+    }
+    finish (s1 - 16);
+  }
+  __syncthreads ();
+  for (int q = tid; q < Ls * UP; q += NT) {
+    const int s = q / UP, j = q - s * UP;
+    *(int4 *) (xy0 + (int64_t) s * sgn * a.ld_xy + j * (16 / sizeof (T)))
+        = *(const int4 *) (su + s * kChains + j * (16 / sizeof (T)));
+  }
+}
+
 typedef void (*WholeFn) (VimkScanArgs, int);
 
 struct WholeKernel {
@@ -263,27 +419,49 @@ struct WholeKernel {
   static WholeFn get () { return scan_whole<T, TG, RV>; }
 };
 
+template <int PC>
+struct WholeChunkedKernel {
+  template <typename T, typename TG, int RV>
+  static WholeFn get () { return scan_whole_chunked<T, TG, RV, PC>; }
+};
+
+WholeFn
+whole_kernel (VimkDType dt, VimkDType gdt, int rv, int pc)
+{
+  switch (pc) {
+    case 2: return pick_typed_kernel<WholeChunkedKernel<2>> (dt, gdt, rv);
+    case 4: return pick_typed_kernel<WholeChunkedKernel<4>> (dt, gdt, rv);
+    default: return pick_typed_kernel<WholeKernel> (dt, gdt, rv);
+  }
+}
+
+size_t
+whole_smem (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls, int pc)
+{
+  const size_t base = layout (Ls, a->ldd, (int) vimk_dtype_size (dt), (int) vimk_dtype_size (gdt)).total;
+  return pc > 1 ? base + (size_t) pc * kChains * kLanes * 2 * sizeof (float) : base;
+}
+
 } // namespace
 
 bool
-whole_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls)
+whole_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls, int pc)
 {
   if (a->N != kLanes || a->E % kChains != 0
-      || pick_typed_kernel<WholeKernel> (dt, gdt, a->r_pad / 4) == nullptr
+      || whole_kernel (dt, gdt, a->r_pad / 4, pc) == nullptr
       || !whole_rows_fit (a, dt, gdt))
     return false;
-  return layout (Ls, a->ldd, (int) vimk_dtype_size (dt), (int) vimk_dtype_size (gdt)).total
+  return whole_smem (a, dt, gdt, Ls, pc)
       <= (size_t) device_attribute (cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 * 1024);
 }
 
 cudaError_t
-whole_launch (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls, cudaStream_t stream)
+whole_launch (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls, int pc,
+    cudaStream_t stream)
 {
-  const size_t smem = layout (Ls, a->ldd, (int) vimk_dtype_size (dt),
-      (int) vimk_dtype_size (gdt)).total;
   dim3 grid ((unsigned) (a->E / kChains), 2u, (unsigned) a->nseq);
-  return launch_whole (pick_typed_kernel<WholeKernel> (dt, gdt, a->r_pad / 4), grid, kThreads,
-      smem, a, Ls, stream);
+  return launch_whole (whole_kernel (dt, gdt, a->r_pad / 4, pc), grid, kThreads * pc,
+      whole_smem (a, dt, gdt, Ls, pc), a, Ls, stream);
 }
 
 } // namespace scan

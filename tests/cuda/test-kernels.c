@@ -662,14 +662,27 @@ main (void)
      * 32), lengths not a multiple of 16 or of its 4 parts, dt_proj rows
      * of 5-60 (kernels of 3, 6, 12 and 16 columns), softplus past its
      * threshold, SiLU(z), chains that stop at a middle token, bf16 with
-     * an fp32 gate, and lanes/chunks given (ignored) */
+     * an fp32 gate; chunks 1 (whole chains in the block) but for one case
+     * with lanes/chunks that V5 ignores, where it chooses its chunk groups */
     static const WholeCase v5_cases[] = {
-      { 2, 53, 40, 12, -1 }, { 1, 197, 64, 12, 3 }, { 3, 7, 24, 5, -1 },
-      { 1, 77, 96, 24, -1, 4, 16 }, { 2, 40, 16, 48, 5 }, { 1, 301, 32, 60, -1 },
-      { 2, 197, 64, 12, -1, .silu = 1 }, { 2, 197, 64, 12, -1, .silu = 1, .steps = 99 },
-      { 2, 53, 64, 12, -1, .silu = 1, .gate_f32 = 1 },
+      { 2, 53, 40, 12, -1, 0, 1 }, { 1, 197, 64, 12, 3, 0, 1 }, { 3, 7, 24, 5, -1, 0, 1 },
+      { 1, 77, 96, 24, -1, 4, 16 }, { 2, 40, 16, 48, 5, 0, 1 }, { 1, 301, 32, 60, -1, 0, 1 },
+      { 2, 197, 64, 12, -1, 0, 1, .silu = 1 }, { 2, 197, 64, 12, -1, 0, 1, .silu = 1, .steps = 99 },
+      { 2, 53, 64, 12, -1, 0, 1, .silu = 1, .gate_f32 = 1 },
     };
     test_scan_whole_cases (dt, 5, v5_cases, (int) (sizeof v5_cases / sizeof v5_cases[0]));
+    /* V5 with 2 or 4 chunk groups in the block (version 5 and chunks 2|4):
+     * one tile for four groups (three empty), as many tiles as groups,
+     * uneven splits, dt_proj rows of 12-60, softplus past its threshold,
+     * SiLU(z), a chain that stops at a middle token, bf16 with an fp32 gate */
+    static const WholeCase v5_chunked_cases[] = {
+      { 3, 7, 24, 5, -1, 0, 4 }, { 2, 53, 40, 12, -1, 0, 4 }, { 1, 197, 64, 12, 3, 0, 2 },
+      { 1, 197, 64, 12, 3, 0, 4 }, { 1, 301, 32, 60, -1, 0, 2 }, { 2, 40, 16, 48, 5, 0, 4 },
+      { 2, 197, 64, 12, -1, 0, 4, .silu = 1, .steps = 99 },
+      { 2, 53, 64, 12, -1, 0, 4, .silu = 1, .gate_f32 = 1 },
+    };
+    test_scan_whole_cases (dt, 5, v5_chunked_cases,
+        (int) (sizeof v5_chunked_cases / sizeof v5_chunked_cases[0]));
     /* V6, chains streamed through a ring of parts: one part and fewer
      * steps than a tile, lengths not a multiple of a tile or a part,
      * more parts than the ring holds (1025, 2000 steps), dt_proj rows of
