@@ -157,6 +157,27 @@ __device__ __forceinline__ void advance_states (float delta, float du, const flo
 
 /* ---- what V5 and V6 (whole chains in one launch) share ---- */
 
+/* Where a block's chains start in global memory, in scan order (step s is
+ * token row0 + s * sgn: mirrored backward, no flips): the x_proj rows, the
+ * block's first channel's u/y and gate */
+template <typename T, typename TG>
+struct ChainOrigin {
+  int64_t sgn;
+  const float *dbl0;
+  T *xy0;
+  const TG *g0;
+
+  __device__ __forceinline__ ChainOrigin (const VimkScanArgs &a, int seq, int dir, int c0)
+  {
+    const int64_t nrows = (int64_t) a.nseq * a.L;
+    const int64_t row0 = (int64_t) seq * a.L + (dir ? a.L - 1 : 0);
+    sgn = dir ? -1 : 1;
+    dbl0 = a.dbl + (int64_t) dir * nrows * a.ldd + row0 * a.ldd;
+    xy0 = (T *) a.xy + row0 * a.ld_xy + (int64_t) dir * a.E + c0;
+    g0 = (const TG *) a.gate + row0 * a.ld_gate + c0;
+  }
+};
+
 /* chain p's dt_proj weights (RV float4 columns, zero past the row's) and
  * bias; p = direction * E + channel */
 template <int RV>

@@ -71,6 +71,147 @@ layout (int Ls, int ldd, int t_size, int g_size)
   return w;
 }
 
+/* A V5 block: its shared memory (Layout) and where its chains start in
+ * global memory (ChainOrigin); the staging, delta and output copies that
+ * both V5 kernels run with NT threads */
+template <typename T, typename TG>
+struct WholeBlock {
+  static constexpr int UP = kChains * (int) sizeof (T) / 16;   /* 16-byte pieces of a u row */
+  static constexpr int GP = kChains * (int) sizeof (TG) / 16;
+  Layout w;
+  float *rows;
+  T *su;
+  TG *sg;
+  float2 *dd;
+  ChainOrigin<T, TG> o;
+  int ldd, Ls;
+
+  __device__ __forceinline__ WholeBlock (const VimkScanArgs &a, int ls, float4 *smem4)
+      : w (layout (ls, a.ldd, (int) sizeof (T), (int) sizeof (TG))),
+        o (a, blockIdx.z, blockIdx.y, blockIdx.x * kChains), ldd (a.ldd), Ls (ls)
+  {
+    rows = (float *) smem4;
+    su = (T *) ((char *) smem4 + w.su);
+    sg = (TG *) ((char *) smem4 + w.sg);
+    dd = (float2 *) ((char *) smem4 + w.dd);
+  }
+
+  /* copies of steps [s0, s1)' rows, u and gate (one commit group); steps
+   * past Ls repeat the last one, so that no garbage reaches a product.
+   * Piece j of step s is stepped by NT pieces without a division each (at
+   * batch 1 these instructions delay the first part) */
+  template <int NT>
+  __device__ __forceinline__ void stage (const VimkScanArgs &a, int s0, int s1, int tid) const
+  {
+    const int q4 = ldd / 4;
+    for (int s = s0 + tid / q4, j = tid % q4; s < s1;) {
+      const int64_t src = (int64_t) min (s, Ls - 1) * o.sgn;
+      __pipeline_memcpy_async (rows + (size_t) s * ldd + j * 4, o.dbl0 + src * ldd + j * 4, 16);
+      j += NT % q4;
+      s += NT / q4;
+      if (j >= q4) {
+        j -= q4;
+        s++;
+      }
+    }
+    for (int q = tid; q < (s1 - s0) * (UP + GP); q += NT) {
+      const int s = s0 + q / (UP + GP), j = q - (s - s0) * (UP + GP);
+      const int64_t src = (int64_t) min (s, Ls - 1) * o.sgn;
+      if (j < UP)
+        __pipeline_memcpy_async (su + s * kChains + j * (16 / sizeof (T)),
+            o.xy0 + src * a.ld_xy + j * (16 / sizeof (T)), 16);
+      else
+        __pipeline_memcpy_async (sg + s * kChains + (j - UP) * (16 / sizeof (TG)),
+            o.g0 + src * a.ld_gate + (j - UP) * (16 / sizeof (TG)), 16);
+    }
+    __pipeline_commit ();
+  }
+
+  /* delta and delta u of (step s, channel cq); past Ls zero, which leaves
+   * the state as it is */
+  template <int RV>
+  __device__ __forceinline__ void delta_of (int s, int cq, const float4 *wd, int rv, float bdt) const
+  {
+    dd[s * kChains + cq] = s < Ls
+        ? step_delta<T, RV> (rows + (size_t) s * ldd, wd, rv, bdt, su[s * kChains + cq])
+        : make_float2 (0.f, 0.f);
+  }
+
+  /* outputs of steps [s0, e1), 16-byte pieces of the block's 8 channels */
+  template <int NT>
+  __device__ __forceinline__ void copy_out (const VimkScanArgs &a, int s0, int e1, int tid) const
+  {
+    for (int q = tid; q < (e1 - s0) * UP; q += NT) {
+      const int s = s0 + q / UP, j = q - (s - s0) * UP;
+      *(int4 *) (o.xy0 + (int64_t) s * o.sgn * a.ld_xy + j * (16 / sizeof (T)))
+          = *(const int4 *) (su + s * kChains + j * (16 / sizeof (T)));
+    }
+  }
+};
+
+/* State n of chain cl over the whole tiles [s0, s1) (s0 < s1), from h,
+ * each step's output replacing its u. A tile's exponentials and products
+ * do not depend on the state: the next tile's are loaded between the 16
+ * serial state FMAs, and the butterfly and outputs of one tile run beside
+ * the next tile's FMAs (same basic block, so the scheduler interleaves
+ * them): with one warp per scheduler at batch 1 nothing else hides their
+ * latencies. between () runs once a tile beside them. Nothing here is
+ * unrolled but a tile's 16 steps: with one warp per scheduler,
+ * instruction-cache misses of a longer body stalled every warp (ncu, H200:
+ * 115 KB of code, "no instruction" 46% of the samples). */
+template <typename T, typename TG, typename F>
+__device__ __forceinline__ void
+run_tiles (const WholeBlock<T, TG> &b, int b_off, int cl, int n, float A2, float Dv,
+    bool gate_silu, int s0, int s1, float &h, F between)
+{
+  constexpr int N = kLanes;
+  float e[16], bu[16], cc[16], q[16], qp[16];
+  auto operand = [&] (int t, int j) {
+    const float2 d = b.dd[t * kChains + cl];
+    const float *r = b.rows + (size_t) t * b.ldd + b_off;
+    e[j] = ex2_mufu (d.x * A2);
+    bu[j] = d.y * r[n];
+    cc[j] = r[N + n];
+  };
+  /* the state over a tile into q, loading tile tn (the last tile loads
+   * itself again, which costs nothing and reads nothing another warp
+   * writes) */
+  auto chain = [&] (int tn) {
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+      h = fmaf (e[j], h, bu[j]);
+      q[j] = cc[j] * h;
+      operand (tn + j, j);
+    }
+  };
+  /* tile tp's sums (q -> lane j has step tp + j's) and outputs */
+  auto finish = [&] (int tp) {
+    butterfly<kLanes, kLanes / 2> (qp, n);
+    const int s = tp + n;
+    const T y = gated_output<T, TG> (qp[0], Dv, b.su[s * kChains + cl], b.sg[s * kChains + cl],
+        gate_silu);
+    if (s < b.Ls)
+      b.su[s * kChains + cl] = y;
+  };
+#pragma unroll
+  for (int j = 0; j < 16; j++)
+    operand (s0 + j, j);
+  chain (min (s0 + 16, s1 - 16));
+#pragma unroll
+  for (int j = 0; j < 16; j++)
+    qp[j] = q[j];
+#pragma unroll 1
+  for (int t0 = s0 + 16; t0 < s1; t0 += 16) {
+    chain (min (t0 + 16, s1 - 16));
+    finish (t0 - 16);
+#pragma unroll
+    for (int j = 0; j < 16; j++)
+      qp[j] = q[j];
+    between ();
+  }
+  finish (s1 - 16);
+}
+
 template <typename T, typename TG, int RV>
 __global__ void __launch_bounds__ (kThreads)
 scan_whole (VimkScanArgs a, int Ls)
@@ -80,67 +221,26 @@ scan_whole (VimkScanArgs a, int Ls)
   const int tid = threadIdx.x;
   const int c0 = blockIdx.x * kChains;
   const int dir = blockIdx.y;
-  const int seq = blockIdx.z;
-  const int L = a.L, E = a.E, ldd = a.ldd;
-  const Layout w = layout (Ls, ldd, (int) sizeof (T), (int) sizeof (TG));
-  float *rows = (float *) smem4;
-  T *su = (T *) ((char *) smem4 + w.su);
-  TG *sg = (TG *) ((char *) smem4 + w.sg);
-  float2 *dd = (float2 *) ((char *) smem4 + w.dd);
-
-  /* token of scan step s: row0 + s * sgn (mirrored backward, no flips) */
-  const int64_t nrows = (int64_t) a.nseq * L;
-  const int64_t row0 = (int64_t) seq * L + (dir ? L - 1 : 0);
-  const int64_t sgn = dir ? -1 : 1;
-  const float *dbl0 = a.dbl + (int64_t) dir * nrows * ldd + row0 * ldd;
-  T *xy0 = (T *) a.xy + row0 * a.ld_xy + (int64_t) dir * E + c0;
-  const TG *g0 = (const TG *) a.gate + row0 * a.ld_gate + c0;
+  const WholeBlock<T, TG> b (a, Ls, smem4);
+  const Layout &w = b.w;
 
   auto part_begin = [&] (int p) { return min (p * w.part, w.Lr); };
   auto part_end = [&] (int p) { return min ((p + 1) * w.part, w.Lr); };
 
-  /* copy every part's rows now, one commit group per part; steps past Ls
-   * repeat the last one, so that no garbage reaches a product */
-  constexpr int UP = kChains * (int) sizeof (T) / 16;      /* 16-byte pieces of a u row */
-  constexpr int GP = kChains * (int) sizeof (TG) / 16;
-  const int q4 = ldd / 4;
+  /* copy every part's rows now, one commit group per part */
 #pragma unroll 1
-  for (int p = 0; p < kParts; p++) {
-    const int s0 = part_begin (p), s1 = part_end (p);
-    /* piece j of step s, stepped by kThreads pieces without a division
-     * each (at batch 1 these instructions delay the first part) */
-    for (int s = s0 + tid / q4, j = tid % q4; s < s1;) {
-      const int64_t src = (int64_t) min (s, Ls - 1) * sgn;
-      __pipeline_memcpy_async (rows + (size_t) s * ldd + j * 4, dbl0 + src * ldd + j * 4, 16);
-      j += kThreads % q4;
-      s += kThreads / q4;
-      if (j >= q4) {
-        j -= q4;
-        s++;
-      }
-    }
-    for (int q = tid; q < (s1 - s0) * (UP + GP); q += kThreads) {
-      const int s = s0 + q / (UP + GP), j = q - (s - s0) * (UP + GP);
-      const int64_t src = (int64_t) min (s, Ls - 1) * sgn;
-      if (j < UP)
-        __pipeline_memcpy_async (su + s * kChains + j * (16 / sizeof (T)),
-            xy0 + src * a.ld_xy + j * (16 / sizeof (T)), 16);
-      else
-        __pipeline_memcpy_async (sg + s * kChains + (j - UP) * (16 / sizeof (TG)),
-            g0 + src * a.ld_gate + (j - UP) * (16 / sizeof (TG)), 16);
-    }
-    __pipeline_commit ();
-  }
+  for (int p = 0; p < kParts; p++)
+    b.template stage<kThreads> (a, part_begin (p), part_end (p), tid);
 
   /* dt_proj weights of the channel this thread serves in the (step,
    * channel) phases: kThreads is a multiple of 8, so always the same one */
   const int cq = tid % kChains, rv = a.r_pad / 4;
   float4 wd[RV];
-  const float bdt = chain_dt_proj<RV> (wd, a, (int64_t) dir * E + c0 + cq);
+  const float bdt = chain_dt_proj<RV> (wd, a, (int64_t) dir * a.E + c0 + cq);
 
   /* this lane's chain and state in the scan phase */
   const int cl = tid / kLanes, n = tid % kLanes;
-  const int64_t pl = (int64_t) dir * E + c0 + cl;
+  const int64_t pl = (int64_t) dir * a.E + c0 + cl;
   const float A2 = a.A2[pl * N + n];
   const float Dv = a.Dv[pl];
   const bool gate_silu = a.gate_silu != 0;
@@ -155,34 +255,15 @@ scan_whole (VimkScanArgs a, int Ls)
       default: __pipeline_wait_prior (0); break;
     }
   };
-  /* delta and delta u of (step s, channel cq); past Ls zero, which leaves
-   * the state as it is */
-  auto delta_of = [&] (int s) {
-    dd[s * kChains + cq] = s < Ls
-        ? step_delta<T, RV> (rows + (size_t) s * ldd, wd, rv, bdt, su[s * kChains + cq])
-        : make_float2 (0.f, 0.f);
-  };
-  /* the part's outputs, 16-byte pieces of the block's 8 channels */
-  auto copy_out = [&] (int p) {
-    const int s0 = part_begin (p), e1 = min (part_end (p), Ls);
-    for (int q = tid; q < (e1 - s0) * UP; q += kThreads) {
-      const int s = s0 + q / UP, j = q - (s - s0) * UP;
-      *(int4 *) (xy0 + (int64_t) s * sgn * a.ld_xy + j * (16 / sizeof (T)))
-          = *(const int4 *) (su + s * kChains + j * (16 / sizeof (T)));
-    }
-  };
 
   wait_part (0);
   __syncthreads ();
 #pragma unroll 4
   for (int s = tid / kChains; s < part_end (0); s += kThreads / kChains)
-    delta_of (s);
+    b.template delta_of<RV> (s, cq, wd, rv, bdt);
   /* Part p: the state over its steps, 16 at a time, with the next part's
    * deltas computed in between (the two are independent, so each hides
-   * the other's latency); one barrier a part. Nothing here is unrolled
-   * but a tile's 16 steps: with one warp per scheduler, instruction-cache
-   * misses of a longer body stalled every warp (ncu, H200: 115 KB of code,
-   * "no instruction" 46% of the samples) */
+   * the other's latency); one barrier a part. */
 #pragma unroll 1
   for (int p = 0; p < kParts; p++) {
     const int s0 = part_begin (p), s1 = part_end (p);
@@ -191,70 +272,21 @@ scan_whole (VimkScanArgs a, int Ls)
       wait_part (p + 1);
     __syncthreads ();                       /* dd of p, rows of p + 1, y of p - 1 */
     if (p > 0)
-      copy_out (p - 1);
-
-    /* A tile's exponentials and products do not depend on the state: the
-     * next tile's are loaded between the 16 serial state FMAs, and the
-     * butterfly and outputs of one tile run beside the next tile's FMAs
-     * (same basic block, so the scheduler interleaves them): with one warp
-     * per scheduler at batch 1 nothing else hides their latencies. */
-    float e[16], bu[16], cc[16], q[16], qp[16];
-    auto operand = [&] (int t, int j) {
-      const float2 d = dd[t * kChains + cl];
-      const float *r = rows + (size_t) t * ldd + a.b_off;
-      e[j] = ex2_mufu (d.x * A2);
-      bu[j] = d.y * r[n];
-      cc[j] = r[N + n];
-    };
-    /* the state over tile t0 into q, loading tile tn (within the part:
-     * the last tile loads itself again, which costs nothing and reads
-     * nothing another warp writes) */
-    auto chain = [&] (int tn) {
-#pragma unroll
-      for (int j = 0; j < 16; j++) {
-        h = fmaf (e[j], h, bu[j]);
-        q[j] = cc[j] * h;
-        operand (tn + j, j);
-      }
-    };
-    /* tile tp's sums (q -> lane j has step tp + j's) and outputs */
-    auto finish = [&] (int tp) {
-      butterfly<kLanes, kLanes / 2> (qp, n);
-      const int s = tp + n;
-      const T y = gated_output<T, TG> (qp[0], Dv, su[s * kChains + cl], sg[s * kChains + cl],
-          gate_silu);
-      if (s < Ls)
-        su[s * kChains + cl] = y;
-    };
+      b.template copy_out<kThreads> (a, part_begin (p - 1), min (part_end (p - 1), Ls), tid);
     int sn = n0 + tid / kChains;            /* this thread's next delta of part p + 1 */
-    if (s0 < s1) {
-#pragma unroll
-      for (int j = 0; j < 16; j++)
-        operand (s0 + j, j);
-      chain (min (s0 + 16, s1 - 16));
-#pragma unroll
-      for (int j = 0; j < 16; j++)
-        qp[j] = q[j];
-#pragma unroll 1
-      for (int t0 = s0 + 16; t0 < s1; t0 += 16) {
-        chain (min (t0 + 16, s1 - 16));
-        finish (t0 - 16);
-#pragma unroll
-        for (int j = 0; j < 16; j++)
-          qp[j] = q[j];
+    if (s0 < s1)
+      run_tiles (b, a.b_off, cl, n, A2, Dv, gate_silu, s0, s1, h, [&] {
         if (sn < n1) {
-          delta_of (sn);
+          b.template delta_of<RV> (sn, cq, wd, rv, bdt);
           sn += kThreads / kChains;
         }
-      }
-      finish (s1 - 16);
-    }
+      });
 #pragma unroll 1
     for (; sn < n1; sn += kThreads / kChains)
-      delta_of (sn);
+      b.template delta_of<RV> (sn, cq, wd, rv, bdt);
   }
   __syncthreads ();
-  copy_out (kParts - 1);
+  b.template copy_out<kThreads> (a, part_begin (kParts - 1), min (part_end (kParts - 1), Ls), tid);
 }
 
 /* V5 with PC chunk groups (vimk_scan's choice where V5's blocks are fewer
@@ -280,75 +312,42 @@ scan_whole_chunked (VimkScanArgs a, int Ls)
   const int tid = threadIdx.x;
   const int c0 = blockIdx.x * kChains;
   const int dir = blockIdx.y;
-  const int seq = blockIdx.z;
-  const int L = a.L, E = a.E, ldd = a.ldd;
-  const Layout w = layout (Ls, ldd, (int) sizeof (T), (int) sizeof (TG));
-  float *rows = (float *) smem4;
-  T *su = (T *) ((char *) smem4 + w.su);
-  TG *sg = (TG *) ((char *) smem4 + w.sg);
-  float2 *dd = (float2 *) ((char *) smem4 + w.dd);
-  float *hend = (float *) ((char *) smem4 + w.total);      /* [PC][kChains][N] */
+  const WholeBlock<T, TG> b (a, Ls, smem4);
+  float *hend = (float *) ((char *) smem4 + b.w.total);    /* [PC][kChains][N] */
   float *hdec = hend + PC * kChains * N;                     /* [PC][kChains][N] */
 
-  const int64_t nrows = (int64_t) a.nseq * L;
-  const int64_t row0 = (int64_t) seq * L + (dir ? L - 1 : 0);
-  const int64_t sgn = dir ? -1 : 1;
-  const float *dbl0 = a.dbl + (int64_t) dir * nrows * ldd + row0 * ldd;
-  T *xy0 = (T *) a.xy + row0 * a.ld_xy + (int64_t) dir * E + c0;
-  const TG *g0 = (const TG *) a.gate + row0 * a.ld_gate + c0;
-
-  /* every step's rows at once; steps past Ls repeat the last one */
-  constexpr int UP = kChains * (int) sizeof (T) / 16;
-  constexpr int GP = kChains * (int) sizeof (TG) / 16;
-  const int q4 = ldd / 4;
-  for (int q = tid; q < w.Lr * q4; q += NT) {
-    const int s = q / q4, j = q - s * q4;
-    const int64_t src = (int64_t) min (s, Ls - 1) * sgn;
-    __pipeline_memcpy_async (rows + (size_t) s * ldd + j * 4, dbl0 + src * ldd + j * 4, 16);
-  }
-  for (int q = tid; q < w.Lr * (UP + GP); q += NT) {
-    const int s = q / (UP + GP), j = q - s * (UP + GP);
-    const int64_t src = (int64_t) min (s, Ls - 1) * sgn;
-    if (j < UP)
-      __pipeline_memcpy_async (su + s * kChains + j * (16 / sizeof (T)),
-          xy0 + src * a.ld_xy + j * (16 / sizeof (T)), 16);
-    else
-      __pipeline_memcpy_async (sg + s * kChains + (j - UP) * (16 / sizeof (TG)),
-          g0 + src * a.ld_gate + (j - UP) * (16 / sizeof (TG)), 16);
-  }
-  __pipeline_commit ();
+  b.template stage<NT> (a, 0, b.w.Lr, tid);                 /* every step at once */
 
   const int cq = tid % kChains, rv = a.r_pad / 4;
   float4 wd[RV];
-  const float bdt = chain_dt_proj<RV> (wd, a, (int64_t) dir * E + c0 + cq);
+  const float bdt = chain_dt_proj<RV> (wd, a, (int64_t) dir * a.E + c0 + cq);
 
   const int grp = tid / kThreads, t = tid % kThreads;
   const int cl = t / kLanes, n = t % kLanes;
-  const int64_t pl = (int64_t) dir * E + c0 + cl;
+  const int64_t pl = (int64_t) dir * a.E + c0 + cl;
   const float A2 = a.A2[pl * N + n];
   const float Dv = a.Dv[pl];
   const bool gate_silu = a.gate_silu != 0;
 
   __pipeline_wait_prior (0);
   __syncthreads ();
-  for (int s = tid / kChains; s < w.Lr; s += NT / kChains)
-    dd[s * kChains + cq] = s < Ls
-        ? step_delta<T, RV> (rows + (size_t) s * ldd, wd, rv, bdt, su[s * kChains + cq])
-        : make_float2 (0.f, 0.f);
+  for (int s = tid / kChains; s < b.w.Lr; s += NT / kChains)
+    b.template delta_of<RV> (s, cq, wd, rv, bdt);
   __syncthreads ();
 
-  /* this group's whole tiles [s0, s1) */
-  const int ntiles = w.Lr / 16;
+  /* this group's whole tiles [s0, s1); each but the last group's end
+   * state from zero and decay */
+  const int ntiles = b.w.Lr / 16;
   const int s0 = 16 * (grp * ntiles / PC), s1 = 16 * ((grp + 1) * ntiles / PC);
-  const int si = (grp * kChains + cl) * N + n;
   if (grp < PC - 1) {
     float hz = 0.f, sdx = 0.f;
 #pragma unroll 4
     for (int s = s0; s < s1; s++) {
-      const float2 d = dd[s * kChains + cl];
-      hz = fmaf (ex2_mufu (d.x * A2), hz, d.y * rows[(size_t) s * ldd + a.b_off + n]);
+      const float2 d = b.dd[s * kChains + cl];
+      hz = fmaf (ex2_mufu (d.x * A2), hz, d.y * b.rows[(size_t) s * b.ldd + a.b_off + n]);
       sdx += d.x;
     }
+    const int si = (grp * kChains + cl) * N + n;
     hend[si] = hz;
     hdec[si] = ex2_mufu (sdx * A2);
   }
@@ -358,58 +357,11 @@ scan_whole_chunked (VimkScanArgs a, int Ls)
     const int i = (g * kChains + cl) * N + n;
     h = fmaf (hdec[i], h, hend[i]);
   }
-
-  /* the steps again from that state, as V5's parts: the next tile's
-   * operands loaded between the state FMAs, the previous tile's sums and
-   * outputs beside them */
-  float e[16], bu[16], cc[16], q[16], qp[16];
-  auto operand = [&] (int tt, int j) {
-    const float2 d = dd[tt * kChains + cl];
-    const float *r = rows + (size_t) tt * ldd + a.b_off;
-    e[j] = ex2_mufu (d.x * A2);
-    bu[j] = d.y * r[n];
-    cc[j] = r[N + n];
-  };
-  auto chain = [&] (int tn) {
-#pragma unroll
-    for (int j = 0; j < 16; j++) {
-      h = fmaf (e[j], h, bu[j]);
-      q[j] = cc[j] * h;
-      operand (tn + j, j);
-    }
-  };
-  auto finish = [&] (int tp) {
-    butterfly<kLanes, kLanes / 2> (qp, n);
-    const int s = tp + n;
-    const T y = gated_output<T, TG> (qp[0], Dv, su[s * kChains + cl], sg[s * kChains + cl],
-        gate_silu);
-    if (s < Ls)
-      su[s * kChains + cl] = y;
-  };
-  if (s0 < s1) {
-#pragma unroll
-    for (int j = 0; j < 16; j++)
-      operand (s0 + j, j);
-    chain (min (s0 + 16, s1 - 16));
-#pragma unroll
-    for (int j = 0; j < 16; j++)
-      qp[j] = q[j];
-#pragma unroll 1
-    for (int t0 = s0 + 16; t0 < s1; t0 += 16) {
-      chain (min (t0 + 16, s1 - 16));
-      finish (t0 - 16);
-#pragma unroll
-      for (int j = 0; j < 16; j++)
-        qp[j] = q[j];
-    }
-    finish (s1 - 16);
-  }
+  /* the steps again from that state, with the outputs */
+  if (s0 < s1)
+    run_tiles (b, a.b_off, cl, n, A2, Dv, gate_silu, s0, s1, h, [] {});
   __syncthreads ();
-  for (int q = tid; q < Ls * UP; q += NT) {
-    const int s = q / UP, j = q - s * UP;
-    *(int4 *) (xy0 + (int64_t) s * sgn * a.ld_xy + j * (16 / sizeof (T)))
-        = *(const int4 *) (su + s * kChains + j * (16 / sizeof (T)));
-  }
+  b.template copy_out<NT> (a, 0, Ls, tid);
 }
 
 typedef void (*WholeFn) (VimkScanArgs, int);
