@@ -634,31 +634,6 @@ whole_few_short (const VimkScanArgs *a, int Ls)
   return (int64_t) a->nseq * 2 * a->E / 8 < sm_count () && Ls <= 256;
 }
 
-static int whole_groups (const VimkScanArgs *a, int Ls);
-
-/* Whether vimk_scan runs V5 (scan_whole.cu) for these arguments, chains of
- * Ls steps: where asked for (version 5, VIM_CUDA_SCAN_WHOLE=1) and, where
- * nothing else is asked for, with one to three of its blocks of 8 chains
- * per SM, or fewer than one and chains of at most 256 steps, and dt_rank
- * <= 32. Measured on an H200 against V4's plans
- * (bench/RESULTS.md, eighteenth session, fp16): faster with 1.5-3 blocks
- * per SM (Vim-Ti 224 batch 2 -7%, batch 4 -11%, Vim-S batch 1 -1%, batch 2
- * -6%), the same below one block per SM (Vim-Ti batch 1: one warp per
- * scheduler leaves each step's latency bare), slower above three (Vim-Ti
- * batch 8 +3.5%, Vim-S batch 4 +5%, where V4's one lane per chain does
- * less work a state-step) and for Vim-B (rows of 48 dt_proj columns,
- * batch 1 +10%). Below one block per SM it takes chunk groups
- * (whole_groups), which took Vim-Ti batch 1 6.6% below V4. */
-static bool
-scan_uses_whole (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, int Ls)
-{
-  const int64_t blocks = (int64_t) a->nseq * 2 * a->E / 8, sms = sm_count ();
-  const bool rule = a->R <= 32
-      && ((blocks >= sms && blocks <= 3 * sms) || whole_few_short (a, Ls));
-  return scan_takes (a, 5, scan_whole_env (), rule)
-      && scan::whole_fits (a, dt, gdt, Ls, whole_groups (a, Ls));
-}
-
 /* VIM_CUDA_SCAN_WHOLE_CHUNKS=1|2|4: V5's chunk groups wherever V5 runs (A/B
  * timing); unset: -1, the rule in whole_groups */
 static int scan_whole_chunks_env ()
@@ -688,6 +663,30 @@ whole_groups (const VimkScanArgs *a, int Ls)
     return scan_whole_chunks_env ();
   return whole_few_short (a, Ls) ? 4 : 1;
 }
+
+/* Whether vimk_scan runs V5 (scan_whole.cu) for these arguments, chains of
+ * Ls steps: where asked for (version 5, VIM_CUDA_SCAN_WHOLE=1) and, where
+ * nothing else is asked for, with one to three of its blocks of 8 chains
+ * per SM, or fewer than one and chains of at most 256 steps, and dt_rank
+ * <= 32. Measured on an H200 against V4's plans
+ * (bench/RESULTS.md, eighteenth session, fp16): faster with 1.5-3 blocks
+ * per SM (Vim-Ti 224 batch 2 -7%, batch 4 -11%, Vim-S batch 1 -1%, batch 2
+ * -6%), the same below one block per SM (Vim-Ti batch 1: one warp per
+ * scheduler leaves each step's latency bare), slower above three (Vim-Ti
+ * batch 8 +3.5%, Vim-S batch 4 +5%, where V4's one lane per chain does
+ * less work a state-step) and for Vim-B (rows of 48 dt_proj columns,
+ * batch 1 +10%). Below one block per SM it takes chunk groups
+ * (whole_groups), which took Vim-Ti batch 1 6.6% below V4. */
+static bool
+scan_uses_whole (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, int Ls)
+{
+  const int64_t blocks = (int64_t) a->nseq * 2 * a->E / 8, sms = sm_count ();
+  const bool rule = a->R <= 32
+      && ((blocks >= sms && blocks <= 3 * sms) || whole_few_short (a, Ls));
+  return scan_takes (a, 5, scan_whole_env (), rule)
+      && scan::whole_fits (a, dt, gdt, Ls, whole_groups (a, Ls));
+}
+
 
 /* Whether vimk_scan runs V6 (scan_stream.cu) for these arguments: where
  * asked for (version 6, VIM_CUDA_SCAN_STREAM=1) and, where nothing else is

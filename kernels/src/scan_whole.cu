@@ -58,6 +58,14 @@ struct Layout {
   size_t su, sg, dd, total;                 /* byte offsets, size */
 };
 
+/* Floats after the layout for the chunk groups' end states and decays
+ * ([2][pc][kChains][16]; scan_whole_chunked), none for whole chains */
+__host__ __device__ constexpr size_t
+group_sums_floats (int pc)
+{
+  return pc > 1 ? (size_t) 2 * pc * kChains * kLanes : 0;
+}
+
 __host__ __device__ inline Layout
 layout (int Ls, int ldd, int t_size, int g_size)
 {
@@ -314,7 +322,7 @@ scan_whole_chunked (VimkScanArgs a, int Ls)
   const int dir = blockIdx.y;
   const WholeBlock<T, TG> b (a, Ls, smem4);
   float *hend = (float *) ((char *) smem4 + b.w.total);    /* [PC][kChains][N] */
-  float *hdec = hend + PC * kChains * N;                     /* [PC][kChains][N] */
+  float *hdec = hend + group_sums_floats (PC) / 2;           /* [PC][kChains][N] */
 
   b.template stage<NT> (a, 0, b.w.Lr, tid);                 /* every step at once */
 
@@ -381,17 +389,18 @@ WholeFn
 whole_kernel (VimkDType dt, VimkDType gdt, int rv, int pc)
 {
   switch (pc) {
+    case 1: return pick_typed_kernel<WholeKernel> (dt, gdt, rv);
     case 2: return pick_typed_kernel<WholeChunkedKernel<2>> (dt, gdt, rv);
     case 4: return pick_typed_kernel<WholeChunkedKernel<4>> (dt, gdt, rv);
-    default: return pick_typed_kernel<WholeKernel> (dt, gdt, rv);
+    default: return nullptr;
   }
 }
 
 size_t
 whole_smem (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int Ls, int pc)
 {
-  const size_t base = layout (Ls, a->ldd, (int) vimk_dtype_size (dt), (int) vimk_dtype_size (gdt)).total;
-  return pc > 1 ? base + (size_t) pc * kChains * kLanes * 2 * sizeof (float) : base;
+  return layout (Ls, a->ldd, (int) vimk_dtype_size (dt), (int) vimk_dtype_size (gdt)).total
+      + group_sums_floats (pc) * sizeof (float);
 }
 
 } // namespace

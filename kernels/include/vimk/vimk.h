@@ -144,9 +144,9 @@ typedef struct {
    * choice: V5 or V6, one launch of whole chains, for few chains or
    * mid-sized batches, else V4); a
    * version that cannot run these arguments falls back to an older one
-   * (V5 and V6 to V4). V5 and V6 ignore lanes, and V6 chunks; V5 asked for
- * by version 5 takes chunks 1, 2 or 4 as the chunk groups of its blocks
- * (scan_whole_chunked) and otherwise chooses them. */
+   * (V5 and V6 to V4). V5 and V6 ignore lanes, and V6 chunks; V5 asked
+   * for by version 5 takes chunks 1, 2 or 4 as the chunk groups of its
+   * blocks (scan_whole_chunked) and otherwise chooses them. */
   int version;
   /* 0 = L; else each direction needs y only for its first `steps` tokens
    * in its own order (forward t < steps, backward t >= L - steps): the
