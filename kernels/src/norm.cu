@@ -57,13 +57,19 @@ __global__ void rmsnorm_kernel (const float *__restrict__ x, int64_t ldx,
     const float4 *x4 = (const float4 *) xr;
     const float4 *w4 = (const float4 *) w;
     const int n4 = D / 4;                       /* <= LPR * V */
-    float4 v[V];
+    /* the weights are loaded with the row, not after the sum: at batch 1
+     * a second round trip to L2 is most of this kernel's time */
+    float4 v[V], g[V];
 #pragma unroll
     for (int j = 0; j < V; j++)
       if (sub + LPR * j < n4) {
         v[j] = x4[sub + LPR * j];
-        ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+        g[j] = w4[sub + LPR * j];
       }
+#pragma unroll
+    for (int j = 0; j < V; j++)
+      if (sub + LPR * j < n4)
+        ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
 #pragma unroll
     for (int o = LPR / 2; o > 0; o >>= 1)
       ss += __shfl_xor_sync (0xffffffffu, ss, o);
@@ -73,9 +79,8 @@ __global__ void rmsnorm_kernel (const float *__restrict__ x, int64_t ldx,
       for (int j = 0; j < V; j++)
         if (sub + LPR * j < n4) {
           const int i = sub + LPR * j;
-          const float4 g = w4[i];
-          store4 (orow + 4 * i, v[j].x * r * g.x, v[j].y * r * g.y, v[j].z * r * g.z,
-              v[j].w * r * g.w);
+          store4 (orow + 4 * i, v[j].x * r * g[j].x, v[j].y * r * g[j].y, v[j].z * r * g[j].z,
+              v[j].w * r * g[j].w);
         }
     }
   } else {
