@@ -627,11 +627,18 @@ scan_takes (const VimkScanArgs *a, int v, int env, bool rule)
   return ver == v || own_choice;
 }
 
+/* V5's blocks (8 chains each) for these arguments */
+static int64_t
+whole_blocks (const VimkScanArgs *a)
+{
+  return (int64_t) a->nseq * 2 * a->E / 8;
+}
+
 /* fewer V5 blocks than SMs, chains of at most 256 steps (whole_groups) */
 static bool
 whole_few_short (const VimkScanArgs *a, int Ls)
 {
-  return (int64_t) a->nseq * 2 * a->E / 8 < sm_count () && Ls <= 256;
+  return whole_blocks (a) < sm_count () && Ls <= 256;
 }
 
 /* VIM_CUDA_SCAN_WHOLE_CHUNKS=1|2|4: V5's chunk groups wherever V5 runs (A/B
@@ -659,8 +666,9 @@ whole_groups (const VimkScanArgs *a, int Ls)
 {
   if (a->version == 5 && (a->chunks == 1 || a->chunks == 2 || a->chunks == 4))
     return a->chunks;
-  if (scan_whole_chunks_env () > 0)
-    return scan_whole_chunks_env ();
+  const int env = scan_whole_chunks_env ();
+  if (env > 0)
+    return env;
   return whole_few_short (a, Ls) ? 4 : 1;
 }
 
@@ -680,13 +688,12 @@ whole_groups (const VimkScanArgs *a, int Ls)
 static bool
 scan_uses_whole (VimkDType dt, VimkDType gdt, const VimkScanArgs *a, int Ls)
 {
-  const int64_t blocks = (int64_t) a->nseq * 2 * a->E / 8, sms = sm_count ();
+  const int64_t blocks = whole_blocks (a), sms = sm_count ();
   const bool rule = a->R <= 32
       && ((blocks >= sms && blocks <= 3 * sms) || whole_few_short (a, Ls));
   return scan_takes (a, 5, scan_whole_env (), rule)
       && scan::whole_fits (a, dt, gdt, Ls, whole_groups (a, Ls));
 }
-
 
 /* Whether vimk_scan runs V6 (scan_stream.cu) for these arguments: where
  * asked for (version 6, VIM_CUDA_SCAN_STREAM=1) and, where nothing else is
