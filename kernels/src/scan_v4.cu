@@ -269,13 +269,25 @@ scan_v4 (ScanParams sp)
     const int q4 = ldd / 4;
     const int rpi = 32 / q4;
     const int lr = lane / q4, lc = lane - lr * q4;
+    /* A whole tile's copies step two pointers; only a chain's last, partial
+     * tile clamps its rows. On an H200 (ncu, Vim-Ti 224 b256, a pass of
+     * 128) that took the launch from 101.1 M to 100.7 M warp instructions
+     * and 143.4 to 142.1 us; Vim-Ti b64 -0.4%, Vim-S b256 -0.9%
+     * (bench/RESULTS.md, twenty-eighth session). Each copy still costs
+     * about 15: ptxas puts three no-op shared loads before every LDGSTS. */
+    const int src_inc = rpi * dstr, dst_inc = rpi * ldd;
     auto stage_tile = [&] (int t0, int buf) {
       const int nv = s1 - t0;
-      float *dst = stage + buf * TT * ldd + lc * 4;
-      const float *src = dbl0 + t0 * dstr + lc * 4;
-      if (lr < rpi)
-        for (int r = lr; r < TT; r += rpi)
-          __pipeline_memcpy_async (dst + r * ldd, src + min (r, nv - 1) * dstr, 16);
+      float *dst = stage + buf * TT * ldd + lr * ldd + lc * 4;
+      if (lr < rpi && nv >= TT) {
+        const float *src = dbl0 + (t0 + lr) * dstr + lc * 4;
+        for (int r = lr; r < TT; r += rpi, dst += dst_inc, src += src_inc)
+          __pipeline_memcpy_async (dst, src, 16);
+      } else if (lr < rpi) {
+        const float *src = dbl0 + t0 * dstr + lc * 4;
+        for (int r = lr; r < TT; r += rpi, dst += dst_inc)
+          __pipeline_memcpy_async (dst, src + min (r, nv - 1) * dstr, 16);
+      }
       stage_rows<T, G, TT> (su + buf * TT * CW, xyw + t0 * xstr, xstr, nv, lane);
       if (!SUMMARY)
         stage_rows<TG, G, TT> (sg + buf * TT * CW, gw + t0 * gstr, gstr, nv, lane);
