@@ -19,7 +19,9 @@
  * - a #GstVimClassificationMeta (from `vimclassify`): the top-k classes as
  *   text, one "label score" per line, in a corner of the frame
  *   (`text-position`, `font-desc`). The text is rendered with Pango once and
- *   reused while it does not change.
+ *   reused while it does not change. On a host without any font (fontconfig
+ *   lists none) the masks are still drawn and the text is left out, with one
+ *   warning.
  *
  * Frames without these metas pass untouched. Frames in system memory and in
  * `memory:CUDAMemory` are drawn where they are: CUDA frames are drawn on the
@@ -46,6 +48,7 @@
 
 #include <string.h>
 #include <stdlib.h>
+#include <fontconfig/fontconfig.h>
 #include <pango/pangocairo.h>
 #include <gst/vim/vimmeta.h>
 
@@ -296,6 +299,33 @@ typedef struct
   guint8 rgb[3];
 } TextRow;
 
+/* Whether fontconfig knows any font (asked once per process). Without one
+ * Pango still lists its generic families, but its text extents are garbage
+ * that changes from call to call, so the text would differ between two runs
+ * of one stream. */
+static gboolean
+have_fonts (void)
+{
+  static gsize checked = 0;
+  static gboolean found = FALSE;
+
+  if (g_once_init_enter (&checked)) {
+    FcPattern *pattern = FcPatternCreate ();
+    FcObjectSet *objects = FcObjectSetBuild (FC_FAMILY, NULL);
+    FcFontSet *fonts = FcFontList (NULL, pattern, objects);
+
+    found = fonts && fonts->nfont > 0;
+    GST_DEBUG ("fontconfig lists %d fonts", fonts ? fonts->nfont : 0);
+    if (fonts)
+      FcFontSetDestroy (fonts);
+    FcObjectSetDestroy (objects);
+    FcPatternDestroy (pattern);
+    g_once_init_leave (&checked, 1);
+  }
+  return found;
+}
+
+/* The rows as one ARGB image, or NULL when no text can be rendered. */
 static cairo_surface_t *
 render_rows (const gchar * font_desc, const TextRow * rows, guint n_rows)
 {
@@ -306,6 +336,8 @@ render_rows (const gchar * font_desc, const TextRow * rows, guint n_rows)
   gint *heights;
   gint width = 0, height = 0, swatch = 0, i, y;
 
+  if (!have_fonts ())
+    return NULL;
   probe = cairo_image_surface_create (CAIRO_FORMAT_ARGB32, 1, 1);
   cr = cairo_create (probe);
   desc = pango_font_description_from_string (font_desc);
@@ -464,9 +496,9 @@ blend_image (GstVimOverlay * self, const VimFrame * frame,
       self->text_failed = TRUE;
       GST_ELEMENT_WARNING (self, LIBRARY, FAILED,
           ("Could not render text; drawing without labels."),
-          ("cairo: %s (are fonts and a fontconfig configuration installed?)",
+          ("%s (are fonts and a fontconfig configuration installed?)",
               surface ? cairo_status_to_string (cairo_surface_status (surface))
-              : "no surface"));
+              : "fontconfig found no font"));
     }
     return TRUE;
   }
@@ -474,6 +506,8 @@ blend_image (GstVimOverlay * self, const VimFrame * frame,
   h = cairo_image_surface_get_height (surface);
 
   place (pos, frame->width, frame->height, w, h, &x, &y);
+  GST_LOG_OBJECT (self, "text image %dx%d at %d,%d (%s memory)", w, h, x, y,
+      frame->memory == VIM_MEMORY_HOST ? "system" : "CUDA");
   return vim_blend_argb (frame, cairo_image_surface_get_data (surface), w, h,
       cairo_image_surface_get_stride (surface), x, y, NULL, error);
 }

@@ -18,7 +18,10 @@ props="$*"
 if [ -z "$clip" ]; then
     clip=${TMPDIR:-/tmp}/vim-bench-1080p.mp4
     if [ ! -f "$clip" ]; then
-        if gst-inspect-1.0 nvh264enc >/dev/null 2>&1; then enc="nvh264enc"; else enc="openh264enc"; fi
+        if gst-inspect-1.0 nvh264enc >/dev/null 2>&1; then enc="nvh264enc"
+        elif gst-inspect-1.0 openh264enc >/dev/null 2>&1; then enc="openh264enc"
+        else echo "$0: no H.264 encoder (nvh264enc, openh264enc) to make the clip: give a CLIP" >&2; exit 3
+        fi
         echo "encoding $clip with $enc" >&2
         gst-launch-1.0 -q videotestsrc num-buffers=900 pattern=ball ! \
             video/x-raw,format=NV12,width=1920,height=1080,framerate=30/1 ! \

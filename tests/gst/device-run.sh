@@ -4,7 +4,8 @@
 # element test, the CPU element tests with a GPU present, and the
 # nvh264dec ! vimclassify benchmark. Logs go to $OUT (or /tmp/vim-out).
 #
-#   tests/gst/device-run.sh [CLIP.mp4]
+#   tests/gst/device-run.sh [CLIP.mp4]   (H100/H200 have no NVENC: give a 1080p
+#                                         H.264 clip for the nvh264dec benchmarks)
 # Environment: BUILD (default build-gpu); carry .gst-bundle and the build.
 set -u
 cd "$(dirname "$0")/../.."

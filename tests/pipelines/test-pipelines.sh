@@ -57,7 +57,9 @@ print("%.4f" % (np.any(a != b, axis=2).mean()))' "$@"
 
 run () {  # run LOG CMD...: the command, its output in LOG, fails on non-zero
     log=$1; shift
-    "$@" > "$log" 2>&1 || { cat "$log" >&2; fail "$* exited with $?"; }
+    rc=0
+    "$@" > "$log" 2>&1 || rc=$?
+    [ "$rc" -eq 0 ] || { cat "$log" >&2; fail "$* exited with $rc"; }
     if grep -q '^ERROR' "$log"; then cat "$log" >&2; fail "$*: error posted"; fi
 }
 
@@ -144,6 +146,9 @@ gpu)
     ;;
 bench)
     gst-inspect-1.0 --exists nvh264dec || skip "no nvh264dec"
+    # H100/H200 have NVDEC but no NVENC
+    gst-inspect-1.0 --exists nvh264enc || gst-inspect-1.0 --exists openh264enc ||
+        skip "no H.264 encoder (nvh264enc, openh264enc) for the 1080p clip"
     # its own 900-frame 1080p clip: long enough for fpsdisplaysink averages
     run "$tmp/log" "$P/bench-nvdec-segment.sh" "$VIM_SEG_MODEL"
     cat "$tmp/log"
