@@ -35,20 +35,26 @@ python3 tools/vim-random-model --variant vim_ti --seed 1 --dtype F16 -o "$M/vim-
 } > "$O/log-gst-info.txt" 2>&1
 head -n 3 "$O/log-gst-info.txt"
 
-run_test () {  # run_test NAME: one gst-check binary with the meson test environment
-  GST_PLUGIN_PATH_1_0=$GST_PLUGIN_PATH GST_REGISTRY_1_0=/tmp/reg-$1.bin \
+run_test () {  # run_test NAME [TAG [VAR=VALUE...]]: one gst-check binary with the meson test environment
+  local n=$1 tag=${2:-host}; shift; [ $# -gt 0 ] && shift
+  env "$@" GST_PLUGIN_PATH_1_0=$GST_PLUGIN_PATH GST_REGISTRY_1_0=/tmp/reg-$n-$tag.bin \
   GST_TRACERS=leaks CK_FORK=no CK_DEFAULT_TIMEOUT=300 \
   VIM_TEST_MODEL=$M/gst-test.safetensors VIM_TEST_LABELS=$PWD/tests/gst/test-labels.txt \
   VIM_TEST_SHARED_DATA=/nonexistent \
-    "$B/tests/gst/test-gst-$1" > "$O/log-gst-$1.txt" 2>&1
-  echo "test-gst-$1: rc=$? $(grep -E '^[0-9]+%: Checks' "$O/log-gst-$1.txt" | tail -n 1)"
+    "$B/tests/gst/test-gst-$n" > "$O/log-gst-$n-$tag.txt" 2>&1
+  echo "test-gst-$n ($tag fonts): rc=$? $(grep -E '^[0-9]+%: Checks' "$O/log-gst-$n-$tag.txt" | tail -n 1)"
 }
-run_test vimclassify_cuda
-run_test vimsegment_cuda
-run_test vimoverlay_cuda
-run_test vimclassify
-run_test vimsegment
-run_test vimmeta
+# with the host's fonts (none on a bare GPU host: vimoverlay leaves the text out)
+for n in vimclassify_cuda vimsegment_cuda vimoverlay_cuda vimclassify vimsegment vimmeta vimoverlay; do
+  run_test $n
+done
+# the overlay's text through a real font: matplotlib's DejaVu where python3 has it
+fontdir=$(python3 -c "import matplotlib, os; print(os.path.join(os.path.dirname(matplotlib.__file__), 'mpl-data', 'fonts', 'ttf'))" 2>/dev/null || true)
+if [ -n "$fontdir" ] && [ -d "$fontdir" ]; then
+  printf '<?xml version="1.0"?>\n<fontconfig><dir>%s</dir><cachedir>/tmp/vim-fc-cache</cachedir></fontconfig>\n' \
+    "$fontdir" > /tmp/vim-fonts.conf
+  for n in vimoverlay_cuda vimoverlay; do run_test $n dejavu FONTCONFIG_FILE=/tmp/vim-fonts.conf; done
+fi
 
 for prec in fp16 fp32; do
   echo "== nvh264dec ! vimclassify (Vim-Ti 224, random weights, $prec)"
