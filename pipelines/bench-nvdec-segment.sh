@@ -13,9 +13,10 @@
 # the three-thread pipeline.
 #
 # Without CLIP (empty string or a model file as first argument) a 1080p30
-# H.264 clip of 900 frames is encoded first (nvh264enc, else openh264enc).
-# Each fps pipeline runs 3 times, the best run counts. Needs
-# GST_PLUGIN_PATH to reach the vim plugin when it is not installed.
+# H.264 clip of 900 frames is encoded first (nvh264enc, else x264enc, else
+# openh264enc; H100/H200 have no NVENC). Each fps pipeline runs 3 times, the
+# best run counts. Needs GST_PLUGIN_PATH to reach the vim plugin when it is
+# not installed.
 set -eu
 
 case "${1:-}" in
@@ -34,8 +35,9 @@ if [ -z "$clip" ]; then
     clip=${TMPDIR:-/tmp}/vim-bench-1080p.mp4
     if [ ! -f "$clip" ]; then
         if gst-inspect-1.0 --exists nvh264enc; then enc="nvh264enc"
+        elif gst-inspect-1.0 --exists x264enc; then enc="x264enc speed-preset=veryfast"
         elif gst-inspect-1.0 --exists openh264enc; then enc="openh264enc"
-        else echo "$0: no H.264 encoder (nvh264enc, openh264enc) to make the clip: give a CLIP" >&2; exit 3
+        else echo "$0: no H.264 encoder (nvh264enc, x264enc, openh264enc) to make the clip: give a CLIP" >&2; exit 3
         fi
         echo "encoding $clip with $enc" >&2
         gst-launch-1.0 -q videotestsrc num-buffers=900 pattern=ball ! \

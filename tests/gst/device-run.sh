@@ -4,8 +4,12 @@
 # element test, the CPU element tests with a GPU present, and the
 # nvh264dec ! vimclassify benchmark. Logs go to $OUT (or /tmp/vim-out).
 #
-#   tests/gst/device-run.sh [CLIP.mp4]   (H100/H200 have no NVENC: give a 1080p
-#                                         H.264 clip for the nvh264dec benchmarks)
+#   tests/gst/device-run.sh [CLIP.mp4]
+#
+# H100/H200 have no NVENC, and make-gst-bundle's plugins no software H.264
+# encoder: give a 1080p H.264 CLIP for the nvh264dec benchmarks, or add x264
+# to the bundle (GST_BUNDLE_PLUGINS="<its default list> x264"), which also
+# lets the pipeline-gpu and pipeline-bench cases run.
 # Environment: BUILD (default build-gpu); carry .gst-bundle and the build.
 set -u
 cd "$(dirname "$0")/../.."

@@ -147,8 +147,9 @@ gpu)
 bench)
     gst-inspect-1.0 --exists nvh264dec || skip "no nvh264dec"
     # H100/H200 have NVDEC but no NVENC
-    gst-inspect-1.0 --exists nvh264enc || gst-inspect-1.0 --exists openh264enc ||
-        skip "no H.264 encoder (nvh264enc, openh264enc) for the 1080p clip"
+    gst-inspect-1.0 --exists nvh264enc || gst-inspect-1.0 --exists x264enc ||
+        gst-inspect-1.0 --exists openh264enc ||
+        skip "no H.264 encoder (nvh264enc, x264enc, openh264enc) for the 1080p clip"
     # its own 900-frame 1080p clip: long enough for fpsdisplaysink averages
     run "$tmp/log" "$P/bench-nvdec-segment.sh" "$VIM_SEG_MODEL"
     cat "$tmp/log"
