@@ -5,9 +5,8 @@
 #   pipelines/bench-nvdec-classify.sh MODEL [CLIP.mp4] [extra vimclassify properties]
 #
 # Without CLIP a 1080p30 H.264 clip of 900 frames is encoded first
-# (nvh264enc, else x264enc, else openh264enc; H100/H200 have no NVENC). Each
-# pipeline runs 3 times, the best run counts. Needs GST_PLUGIN_PATH to reach
-# the vim plugin.
+# (make-bench-clip.sh). Each pipeline runs 3 times, the best run counts.
+# Needs GST_PLUGIN_PATH to reach the vim plugin.
 set -eu
 
 model=${1:?usage: $0 MODEL [CLIP.mp4] [vimclassify properties...]}
@@ -16,19 +15,9 @@ clip=${1:-}
 [ $# -gt 0 ] && shift
 props="$*"
 
+# without a clip, the benchmark's own (encoded once, then reused)
 if [ -z "$clip" ]; then
-    clip=${TMPDIR:-/tmp}/vim-bench-1080p.mp4
-    if [ ! -f "$clip" ]; then
-        if gst-inspect-1.0 nvh264enc >/dev/null 2>&1; then enc="nvh264enc"
-        elif gst-inspect-1.0 x264enc >/dev/null 2>&1; then enc="x264enc speed-preset=veryfast"
-        elif gst-inspect-1.0 openh264enc >/dev/null 2>&1; then enc="openh264enc"
-        else echo "$0: no H.264 encoder (nvh264enc, x264enc, openh264enc) to make the clip: give a CLIP" >&2; exit 3
-        fi
-        echo "encoding $clip with $enc" >&2
-        gst-launch-1.0 -q videotestsrc num-buffers=900 pattern=ball ! \
-            video/x-raw,format=NV12,width=1920,height=1080,framerate=30/1 ! \
-            $enc ! h264parse ! mp4mux ! filesink location="$clip"
-    fi
+    clip=$("$(dirname "$0")/make-bench-clip.sh") || exit 3
 fi
 
 # average fps of one run, as fpsdisplaysink measures it (process start-up,

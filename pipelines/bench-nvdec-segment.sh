@@ -13,10 +13,9 @@
 # the three-thread pipeline.
 #
 # Without CLIP (empty string or a model file as first argument) a 1080p30
-# H.264 clip of 900 frames is encoded first (nvh264enc, else x264enc, else
-# openh264enc; H100/H200 have no NVENC). Each fps pipeline runs 3 times, the
-# best run counts. Needs GST_PLUGIN_PATH to reach the vim plugin when it is
-# not installed.
+# H.264 clip of 900 frames is encoded first (make-bench-clip.sh). Each fps
+# pipeline runs 3 times, the best run counts. Needs GST_PLUGIN_PATH to reach
+# the vim plugin when it is not installed.
 set -eu
 
 case "${1:-}" in
@@ -31,19 +30,9 @@ for e in nvh264dec vimsegment vimoverlay; do
     gst-inspect-1.0 $e >/dev/null 2>&1 || { echo "$0: no $e" >&2; exit 3; }
 done
 
+# without a clip, the benchmark's own (encoded once, then reused)
 if [ -z "$clip" ]; then
-    clip=${TMPDIR:-/tmp}/vim-bench-1080p.mp4
-    if [ ! -f "$clip" ]; then
-        if gst-inspect-1.0 --exists nvh264enc; then enc="nvh264enc"
-        elif gst-inspect-1.0 --exists x264enc; then enc="x264enc speed-preset=veryfast"
-        elif gst-inspect-1.0 --exists openh264enc; then enc="openh264enc"
-        else echo "$0: no H.264 encoder (nvh264enc, x264enc, openh264enc) to make the clip: give a CLIP" >&2; exit 3
-        fi
-        echo "encoding $clip with $enc" >&2
-        gst-launch-1.0 -q videotestsrc num-buffers=900 pattern=ball ! \
-            video/x-raw,format=NV12,width=1920,height=1080,framerate=30/1 ! \
-            $enc ! h264parse ! mp4mux ! filesink location="$clip"
-    fi
+    clip=$("$(dirname "$0")/make-bench-clip.sh") || exit 3
 fi
 
 decode="filesrc location=$clip ! parsebin ! nvh264dec"
