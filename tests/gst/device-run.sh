@@ -7,9 +7,14 @@
 #   tests/gst/device-run.sh [CLIP.mp4]
 #
 # H100/H200 have no NVENC, and make-gst-bundle's plugins no software H.264
-# encoder: give a 1080p H.264 CLIP for the nvh264dec benchmarks, or add x264
-# to the bundle (GST_BUNDLE_PLUGINS="<its default list> x264"), which also
-# lets the pipeline-gpu and pipeline-bench cases run.
+# encoder: give a 1080p H.264 CLIP for the nvh264dec benchmarks, or pack with
+# tests/gst/pack-for-device.sh, which adds x264 to the bundle (so the clip is
+# encoded there and the pipeline-gpu and pipeline-bench cases run too) and
+# writes .gstbuild/, a build small enough to carry:
+#
+#   tests/gst/pack-for-device.sh build-gpu      # here
+#   . .gst-bundle/env.sh; BUILD=.gstbuild bash tests/gst/device-run.sh   # there
+#
 # Environment: BUILD (default build-gpu); carry .gst-bundle and the build.
 set -u
 cd "$(dirname "$0")/../.."
