@@ -3,6 +3,12 @@
 The stream is a counter-based hash (splitmix64 of seed and index), so it
 depends on nothing that can change under us: not numpy's generators, not
 torch's. The same function exists in C (tests/engine/splitmix.h) for inputs.
+
+Transcendental functions run in float64 and are rounded to float32 once:
+numpy's float32 exp and log differ in the last bit between its AVX2 and
+AVX-512 code, so float32 results would depend on the machine's CPU. Its
+float64 ones differ at most in a few float64 ulps, which the rounding to
+float32 hides (barring a value within that of a float32 rounding boundary).
 """
 import math
 
@@ -40,14 +46,15 @@ def random_tensors(cfg, seed):
         u = uniform(seed, stream, n)
         if name.endswith("A_log") or name.endswith("A_b_log"):
             # log(1..N) per channel, jittered: A = -exp(A_log) in [-N, -1]
-            a = np.log(np.arange(1, N + 1, dtype=np.float32))[None, :].repeat(E, 0)
+            a = np.log(np.arange(1, N + 1, dtype=np.float64)).astype(np.float32)[None, :].repeat(E, 0)
             v = a + 0.1 * u.reshape(E, N)
         elif name.endswith(".D") or name.endswith(".D_b"):
             v = 1.0 + 0.1 * u
         elif name.endswith("dt_proj.bias") or name.endswith("dt_proj_b.bias"):
             # inverse softplus of dt in [1e-3, 1e-1] (log-uniform)
-            dt = np.exp((u * 0.5 + 0.5) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
-            v = dt + np.log(-np.expm1(-dt))
+            u64 = u.astype(np.float64)
+            dt = np.exp((u64 * 0.5 + 0.5) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+            v = (dt + np.log(-np.expm1(-dt))).astype(np.float32)
         elif name.endswith("norm.weight") or name == "norm_f.weight":
             v = 1.0 + 0.1 * u
         elif name in ("pos_embed", "cls_token"):
