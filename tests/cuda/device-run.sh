@@ -8,7 +8,11 @@
 #         sanitize profile ncu fixtures-quick bench-quick bench-knobs bench-full bench-targets
 #         seg-kernels seg-fixtures segment seg-sanitize seg-bench (segmentation, log-seg.txt)
 # Environment: BUILD (default build-cuda); carry it and .cuda-libs
-# (tests/cuda/pack-libs.sh) with the call.
+# (tests/cuda/pack-libs.sh) with the call. A whole build is too large for a
+# call: tests/cuda/pack-for-device.sh packs its binaries and the libraries
+# (.devpack, .cuda-libs), then there
+#   mkdir -p .devbuild && tar -C .devbuild -xJf .devpack/build.tar.xz
+#   BUILD=.devbuild bash tests/cuda/device-run.sh PHASE...
 set -u
 cd "$(dirname "$0")/../.."
 B=${BUILD:-build-cuda}
