@@ -20,23 +20,19 @@ B=${1:-build-gpu}
 [ -f "$B/engine/libvim.so" ] && [ -x "$B/tests/cuda/test-kernels" ] ||
   { echo "$0: $B has no CUDA build (meson setup $B -Dcuda=enabled -Dbuildtype=release)" >&2; exit 1; }
 
-bins=()
-for f in "$B"/tests/cuda/* "$B"/tests/engine/test-parity "$B"/bench/vim-bench "$B"/engine/vim-infer; do
-  [ -f "$f" ] && [ -x "$f" ] && bins+=("${f#"$B"/}")
+# libvim.so and its version links, and the executables (not meson's .p folders)
+files=()
+for f in "$B"/engine/libvim.so* "$B"/tests/cuda/* "$B"/tests/engine/test-parity \
+    "$B"/bench/vim-bench "$B"/engine/vim-infer; do
+  [ -f "$f" ] && [ -x "$f" ] && files+=("${f#"$B"/}")
 done
 mkdir -p .devpack
 grep -qxF "/.devpack/" .git/info/exclude 2>/dev/null || echo "/.devpack/" >> .git/info/exclude
-tar -C "$B" -cf - engine/libvim.so engine/libvim.so.0 "$(cd "$B/engine" && ls libvim.so.0.*.* | head -n 1 | sed 's|^|engine/|')" \
-  "${bins[@]}" | xz -9 > .devpack/build.tar.xz
+tar -C "$B" -cf - "${files[@]}" | xz -9 > .devpack/build.tar.xz
 
-# the host libraries, less libvim itself (it travels in the build)
-tests/cuda/pack-libs.sh .cuda-libs "$B/engine/libvim.so" "${bins[@]/#/$B/}" >/dev/null
-stage=$(mktemp -d); trap 'rm -rf "$stage"' EXIT
-tar -C "$stage" -xJf .cuda-libs/libs.tar.xz
-rm -f "$stage"/libvim.so*
-tar -C "$stage" -cJf .cuda-libs/libs.tar.xz .
+tests/cuda/pack-libs.sh .cuda-libs "${files[@]/#/$B/}" >/dev/null
 
 tracked=$(git ls-files -z | xargs -0 du -cb | tail -n 1 | cut -f1)
 total=$(( tracked + $(du -sb .devpack .cuda-libs | awk '{ s += $1 } END { print s }') ))
-echo "${#bins[@]} binaries; tracked files + .devpack + .cuda-libs: $(( total / 1048576 )) MiB (a call carries at most 64)"
+echo "${#files[@]} files; tracked files + .devpack + .cuda-libs: $(( total / 1048576 )) MiB (a call carries at most 64)"
 [ "$total" -le $(( 64 * 1048576 )) ] || { echo "$0: too large for one call" >&2; exit 1; }

@@ -9,8 +9,12 @@ DIR=${1:-.cuda-libs}; shift
 mkdir -p "$DIR"
 if [ -d .git ]; then grep -qxF "/$DIR/" .git/info/exclude 2>/dev/null || echo "/$DIR/" >> .git/info/exclude; fi
 stage=$(mktemp -d); trap 'rm -rf "$stage"' EXIT
+# not the project's own libraries (libvim): they travel with the build, and
+# a copy here would win over the build's through LD_LIBRARY_PATH
+root=$(cd "$(dirname "$0")/../.." && pwd)
 for f in "$@"; do ldd "$f" | awk '/=> \//{print $3}'; done | sort -u |
   grep -v -E '/(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s)\.so|cuda|libcublas' |
+  grep -v "^$root/" |
   while read -r l; do cp -L "$l" "$stage/"; done
 tar -C "$stage" -cJf "$DIR/libs.tar.xz" .
 cat > "$DIR/env.sh" <<'ENV'

@@ -35,8 +35,9 @@ fi
 rm -rf .gstbuild
 mkdir -p .gstbuild/gst-plugin/meta .gstbuild/tests/gst
 cp "$B/gst-plugin/libgstvim.so" .gstbuild/gst-plugin/
-cp -a "$B"/gst-plugin/meta/libgstvimmeta-1.0.so* .gstbuild/gst-plugin/meta/
-rm -rf .gstbuild/gst-plugin/meta/*.p
+for f in "$B"/gst-plugin/meta/libgstvimmeta-1.0.so*; do
+  [ -d "$f" ] || cp -a "$f" .gstbuild/gst-plugin/meta/     # not meson's .p folder
+done
 for f in "$B"/tests/gst/test-gst-*; do
   [ -f "$f" ] && [ -x "$f" ] && cp "$f" .gstbuild/tests/gst/
 done
