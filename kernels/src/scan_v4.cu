@@ -265,8 +265,14 @@ scan_v4 (ScanParams sp)
     float *sdt = (float *) (sf + (SUMD ? 2 * TT * CW : 0));  /* MMA: [32][kDtPitch] deltas */
 
     /* dt/B/C rows: lane copies float4 column lc of rows lr, lr + rpi, ...
-     * (ldd <= 128, checked at launch) */
-    const int q4 = ldd / 4;
+     * (ldd <= 128, checked at launch). Where B follows RV whole dt_low
+     * columns (b_off = 4 RV, the runner's rows) a row's reads are its first
+     * kQ float4 columns: only those are copied, rpi = kRpi is known here
+     * and a whole tile's copies unroll (below). */
+    constexpr int kQ = RV + N / 2, kRpi = 32 / kQ;
+    static_assert (TT % kRpi == 0, "whole rows per tile");
+    const bool fixed_cols = a.b_off == 4 * RV && 4 * kQ <= ldd;
+    const int q4 = fixed_cols ? kQ : ldd / 4;
     const int rpi = 32 / q4;
     const int lr = lane / q4, lc = lane - lr * q4;
     /* A whole tile's copies step two pointers; only a chain's last, partial
@@ -279,7 +285,20 @@ scan_v4 (ScanParams sp)
     auto stage_tile = [&] (int t0, int buf) {
       const int nv = s1 - t0;
       float *dst = stage + buf * TT * ldd + lr * ldd + lc * 4;
-      if (lr < rpi && nv >= TT) {
+      if (lr < rpi && nv >= TT && fixed_cols) {
+        /* As a loop (Vim-Ti: 4 copies a lane) each copy cost about 14
+         * instructions: the loop, the address steps and the three no-op
+         * shared loads ptxas puts before every LDGSTS, which unrolled come
+         * once. On an H200 (ncu, Vim-Ti 224 b256, a pass of 128): 100.7 ->
+         * 98.1 M warp instructions, 142.1 -> 138.6 us; forward, fp16: Vim-Ti
+         * b64 -0.8%, b256 -0.9% (bf16 -1.5%), 1248 b8 -0.9%, Vim-S b64
+         * -1.6%, b256 -1.0%, Vim-B b64 -1.5% (bench/RESULTS.md,
+         * thirty-first session) */
+        const float *src = dbl0 + (t0 + lr) * dstr + lc * 4;
+#pragma unroll
+        for (int i = 0; i < TT / kRpi; i++, dst += dst_inc, src += src_inc)
+          __pipeline_memcpy_async (dst, src, 16);
+      } else if (lr < rpi && nv >= TT) {
         const float *src = dbl0 + (t0 + lr) * dstr + lc * 4;
         for (int r = lr; r < TT; r += rpi, dst += dst_inc, src += src_inc)
           __pipeline_memcpy_async (dst, src, 16);
