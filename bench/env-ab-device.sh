@@ -7,8 +7,9 @@
 #
 # CASE is MODEL:PRECISION:BATCHES with MODEL ti, s, b (224 px) or ti1248, and
 # BATCHES comma separated, for example ti:fp16:1,64,256 s:fp16:256 ti1248:fp16:8.
-# AB_A, AB_B and the optional AB_C hold space-separated NAME=VALUE settings ("" for none). Raw rows go
-# to $OUT/ab.jsonl; the table to stdout. Needs .cuda-libs (tests/cuda/pack-libs.sh).
+# AB_A, AB_B and the optional AB_C hold space-separated NAME=VALUE settings
+# ("" for none). Raw rows go to $OUT/ab.jsonl; the table to stdout. Needs
+# .cuda-libs (tests/cuda/pack-libs.sh).
 set -u
 cd "$(dirname "$0")/.."
 BLD=${BUILD:-build-gpu}
@@ -21,13 +22,13 @@ mkdir -p $M
 model () {  # model NAME: its random F16 model file, made once
   local f=$M/ab-$1.safetensors
   if [ ! -e "$f" ]; then
+    local args
     case $1 in
-      ti) python3 tools/vim-random-model --variant vim_ti --dtype F16 -o "$f" ;;
-      s) python3 tools/vim-random-model --variant vim_s --dtype F16 -o "$f" ;;
-      b) python3 tools/vim-random-model --variant vim_b --dtype F16 -o "$f" ;;
-      ti1248) python3 tools/vim-random-model --variant vim_ti --image-size 1248 --dtype F16 -o "$f" ;;
+      ti|s|b) args="--variant vim_$1" ;;
+      ti1248) args="--variant vim_ti --image-size 1248" ;;
       *) echo "unknown model $1" >&2; return 1 ;;
-    esac >/dev/null
+    esac
+    python3 tools/vim-random-model $args --dtype F16 -o "$f" >/dev/null
   fi
   echo "$f"
 }
