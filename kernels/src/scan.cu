@@ -903,7 +903,7 @@ vimk_scan (VimkDType dt, const VimkScanArgs *a, void *workspace, size_t workspac
     main_fn = scan::v4_kernel (false, dt, gdt, a->N, G, a->r_pad / 4, kp, mma, sum_dirs);
     sum_fn = P > 1 ? scan::v4_kernel (true, dt, gdt, a->N, G, a->r_pad / 4, kp, mma, false)
         : nullptr;
-    smem = scan::v4_smem_bytes (dt, gdt, G, a->ldd, mma, sum_dirs);
+    smem = scan::v4_smem_bytes (dt, gdt, G, a->r_pad / 4, a->N, mma, sum_dirs);
   }
   if (main_fn == nullptr || (P > 1 && sum_fn == nullptr)) {
     if (sum_dirs)

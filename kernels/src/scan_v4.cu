@@ -125,15 +125,27 @@ __device__ __forceinline__ float ex2_poly16 (float d, float a)
 constexpr int kDtPitch = 12;
 constexpr size_t kDtBytes = (size_t) 32 * kDtPitch * sizeof (float);
 
-/* One warp's shared buffers: dt/B/C rows [2][TT][ldd] floats, u and gate
+/* Floats of a staged dt/B/C row: RV float4 columns of dt_low and the B and
+ * C that follow them (v4_fits: b_off <= 4 RV). A pitch known at compile
+ * time gives every step's shared loads immediate offsets from one base per
+ * tile; with the pitch ldd (runtime) each step cost two LEAs of address
+ * arithmetic. With the main pass's per-step select of valid steps gone
+ * too (below), on an H200 (ncu, Vim-Ti 224 b256, a pass of 128): 98.1 ->
+ * 95.2 M warp instructions, 138.1 -> 135.8 us; Vim-S b256 178.8 -> 169.3
+ * M; forward, fp16: Vim-Ti b64 -1.3%, b256 -0.7% (bf16 -1.7%), 1248 b8
+ * -1.7% (bf16 -2.3%), Vim-S b256 -1.6%, b64 +0.5%, Vim-B b64 -1.5%
+ * (bench/RESULTS.md, thirty-second session). */
+__host__ __device__ constexpr int staged_pitch (int RV, int N) { return 4 * RV + 2 * N; }
+
+/* One warp's shared buffers: dt/B/C rows [2][TT][sp] floats, u and gate
  * rows [2][TT][32 / G] of t_size and tg_size bytes, with SUMD the forward
  * outputs' rows [2][TT][32 / G] of t_size bytes, and with MMA the delta
  * tile. The kernel carves them and v4_smem_bytes sizes the launch with it. */
-__host__ __device__ constexpr size_t warp_bytes (int G, int ldd, size_t t_size, size_t tg_size,
+__host__ __device__ constexpr size_t warp_bytes (int G, int sp, size_t t_size, size_t tg_size,
     bool mma, bool sumd)
 {
   return (size_t) 2 * tile_steps (G)
-      * ((size_t) ldd * 4 + (size_t) (32 / G) * (t_size + tg_size + (sumd ? t_size : 0)))
+      * ((size_t) sp * 4 + (size_t) (32 / G) * (t_size + tg_size + (sumd ? t_size : 0)))
       + (mma ? kDtBytes : 0);
 }
 
@@ -167,6 +179,7 @@ scan_v4 (ScanParams sp)
   constexpr int TT = tile_steps (G);
   constexpr int PER = TT / G;                 /* steps per lane per tile */
   constexpr int CW = 32 / G;                  /* chains (channels) per warp */
+  constexpr int SP = staged_pitch (RV, N);     /* staged row pitch, floats */
   const VimkScanArgs &a = sp.a;
   extern __shared__ float4 smem4[];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -254,25 +267,26 @@ scan_v4 (ScanParams sp)
     const float Dv = a.Dv[pc];
     float Ssum = 0.f;
 
-    /* this warp's buffers: dt/B/C rows [2][TT][ldd] floats, u [2][TT][CW],
+    /* this warp's buffers: dt/B/C rows [2][TT][SP] floats, u [2][TT][CW],
      * gate [2][TT][CW] */
     char *wbase = (char *) smem4
-        + (size_t) warp * warp_bytes (G, ldd, sizeof (T), sizeof (TG), MMA, SUMD);
+        + (size_t) warp * warp_bytes (G, SP, sizeof (T), sizeof (TG), MMA, SUMD);
     float *stage = (float *) wbase;
-    T *su = (T *) (stage + 2 * TT * ldd);
+    T *su = (T *) (stage + 2 * TT * SP);
     TG *sg = (TG *) (su + 2 * TT * CW);
     T *sf = (T *) (sg + 2 * TT * CW);           /* SUMD: forward outputs [2][TT][CW] */
     float *sdt = (float *) (sf + (SUMD ? 2 * TT * CW : 0));  /* MMA: [32][kDtPitch] deltas */
 
     /* dt/B/C rows: lane copies float4 column lc of rows lr, lr + rpi, ...
-     * (ldd <= 128, checked at launch). Where B follows RV whole dt_low
-     * columns (b_off = 4 RV, the runner's rows) a row's reads are its first
-     * kQ float4 columns: only those are copied, rpi = kRpi is known here
-     * and a whole tile's copies unroll (below). */
-    constexpr int kQ = RV + N / 2, kRpi = 32 / kQ;
+     * A row's reads are within its first kQ float4 columns (b_off <= 4 RV,
+     * checked at launch), so at most those are copied. Where B follows RV
+     * whole dt_low columns (b_off = 4 RV, the runner's rows) they are
+     * exactly kQ: rpi = kRpi is known here and a whole tile's copies unroll
+     * (below). */
+    constexpr int kQ = SP / 4, kRpi = 32 / kQ;
     static_assert (TT % kRpi == 0, "whole rows per tile");
     const bool fixed_cols = a.b_off == 4 * RV && 4 * kQ <= ldd;
-    const int q4 = fixed_cols ? kQ : ldd / 4;
+    const int q4 = fixed_cols ? kQ : min (kQ, ldd / 4);
     const int rpi = 32 / q4;
     const int lr = lane / q4, lc = lane - lr * q4;
     /* A whole tile's copies step two pointers; only a chain's last, partial
@@ -281,10 +295,10 @@ scan_v4 (ScanParams sp)
      * and 143.4 to 142.1 us; Vim-Ti b64 -0.4%, Vim-S b256 -0.9%
      * (bench/RESULTS.md, twenty-eighth session). Each copy still costs
      * about 15: ptxas puts three no-op shared loads before every LDGSTS. */
-    const int src_inc = rpi * dstr, dst_inc = rpi * ldd;
+    const int src_inc = rpi * dstr, dst_inc = rpi * SP;
     auto stage_tile = [&] (int t0, int buf) {
       const int nv = s1 - t0;
-      float *dst = stage + buf * TT * ldd + lr * ldd + lc * 4;
+      float *dst = stage + buf * TT * SP + lr * SP + lc * 4;
       if (lr < rpi && nv >= TT && fixed_cols) {
         /* As a loop (Vim-Ti: 4 copies a lane) each copy cost about 14
          * instructions: the loop, the address steps and the three no-op
@@ -331,7 +345,7 @@ scan_v4 (ScanParams sp)
         __pipeline_wait_prior (0);
       }
       __syncwarp ();
-      const float *tile = stage + buf * TT * ldd;
+      const float *tile = stage + buf * TT * SP;
       T *tu = su + buf * TT * CW;
       const TG *tg = sg + buf * TT * CW;
 
@@ -350,8 +364,8 @@ scan_v4 (ScanParams sp)
            * (columns past R, B and C values or padding, meet zero weights
            * but are zeroed so that no inf or nan can reach the sums) */
           const int k0 = kt * 16 + tq * 2;
-          const float2 lo = *(const float2 *) (tile + gq * ldd + k0);
-          const float2 hi = *(const float2 *) (tile + gq * ldd + k0 + 8);
+          const float2 lo = *(const float2 *) (tile + gq * SP + k0);
+          const float2 hi = *(const float2 *) (tile + gq * SP + k0 + 8);
           const uint32_t b0 = pack_half2 (k0 < a.R ? lo.x : 0.f, k0 + 1 < a.R ? lo.y : 0.f);
           const uint32_t b1 = pack_half2 (k0 + 8 < a.R ? hi.x : 0.f, k0 + 9 < a.R ? hi.y : 0.f);
 #pragma unroll
@@ -376,23 +390,26 @@ scan_v4 (ScanParams sp)
 #pragma unroll
       for (int m = 0; m < PER; m++) {
         const int r = m * G + g;                /* this lane's step in the tile */
-        const bool valid = t0 + r < s1;
-        /* steps past s1 (their rows repeat the last valid one) leave h as is */
         float delta;
         if constexpr (MMA) {
           delta = dl[m];
         } else {
-          const float dtv = dt_proj<RV, false> ((const float4 *) (tile + r * ldd), wd, rv, bdt);
+          const float dtv = dt_proj<RV, false> ((const float4 *) (tile + r * SP), wd, rv, bdt);
           delta = sizeof (T) == 2 ? softplus_lg2 (dtv) : softplus_f (dtv);
         }
-        delta = valid ? delta : 0.f;
+        /* Steps past s1 (their rows repeat the last valid one) leave the end
+         * state as is. Only the summary pass keeps it: the main pass's state
+         * after s1 is never read and its outputs there are not stored, so it
+         * spends no select (and no step count) a step on them. */
+        if (SUMMARY)
+          delta = t0 + r < s1 ? delta : 0.f;
         const float u = Cvt<T>::load (tu[r * CW + cw]);
         const float du = delta * u;
         if (SUMMARY)
           Ssum += delta;
 
         float p[G];
-        advance_states<G, N, NS, SUMMARY> (delta, du, tile + m * G * ldd + a.b_off + g * NS, ldd,
+        advance_states<G, N, NS, SUMMARY> (delta, du, tile + m * G * SP + a.b_off + g * NS, SP,
             h, p, [&] (int i, float dj) {
               return i < KP ? ex2_poly16 (dj, A2[i]) : ex2_mufu (dj * A2[i]);
             });
@@ -521,9 +538,11 @@ v4_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int G)
 {
   if (a->E % 32 != 0 || a->ldd > 128 || G < 1 || G > 8)
     return false;
-  /* dt_proj<RV, false> reads RV whole columns of each staged row */
+  /* dt_proj<RV, false> reads RV whole columns of each staged row, and the
+   * rows are staged at the pitch staged_pitch (RV, N): B and C must follow
+   * within it */
   const int rv = rv_columns (a->r_pad / 4);
-  if (rv == 0 || 4 * rv > a->ldd)
+  if (rv == 0 || 4 * rv > a->ldd || a->b_off < 0 || a->b_off > 4 * rv)
     return false;
   /* the widest copy of a row must divide every offset: base, channel block
    * (a multiple of 32 / G channels), the backward half (E) and the pitch */
@@ -535,10 +554,10 @@ v4_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int G)
 }
 
 size_t
-v4_smem_bytes (VimkDType dt, VimkDType gdt, int G, int ldd, bool mma, bool sum_dirs)
+v4_smem_bytes (VimkDType dt, VimkDType gdt, int G, int rv, int N, bool mma, bool sum_dirs)
 {
-  return (size_t) (kThreads / 32)
-      * warp_bytes (G, ldd, dtype_size (dt), dtype_size (gdt), mma, sum_dirs);
+  return (size_t) (kThreads / 32) * warp_bytes (G, staged_pitch (rv_columns (rv), N),
+      dtype_size (dt), dtype_size (gdt), mma, sum_dirs);
 }
 
 } // namespace scan
