@@ -132,7 +132,7 @@ constexpr size_t kDtBytes = (size_t) 32 * kDtPitch * sizeof (float);
  * arithmetic. With the main pass's per-step select of valid steps gone
  * too (below), on an H200 (ncu, Vim-Ti 224 b256, a pass of 128): 98.1 ->
  * 95.2 M warp instructions, 138.1 -> 135.8 us; Vim-S b256 178.8 -> 169.3
- * M; forward, fp16: Vim-Ti b64 -1.3%, b256 -0.7% (bf16 -1.7%), 1248 b8
+ * M; forward, fp16: Vim-Ti b64 -1.3%, b256 -0.7% (bf16 -1.6%), 1248 b8
  * -1.7% (bf16 -2.3%), Vim-S b256 -1.6%, b64 +0.5%, Vim-B b64 -1.5%
  * (bench/RESULTS.md, thirty-second session). */
 __host__ __device__ constexpr int staged_pitch (int RV, int N) { return 4 * RV + 2 * N; }
