@@ -276,8 +276,8 @@ inline cudaError_t launch_whole (void (*fn) (VimkScanArgs, int), dim3 grid, int 
 ScanFn v4_kernel (bool summary, VimkDType dt, VimkDType gdt, int N, int G, int rv, int kp,
     bool mma, bool sum_dirs);
 /* whether V4 can run these arguments (channels a multiple of 32, rows
- * aligned for its 4-16 byte copies, B within the staged row: b_off <= 4 x
- * rv_columns (r_pad / 4)) */
+ * aligned for its 4-16 byte copies, B and C within the row and within the
+ * staged row: b_off <= 4 x rv_columns (r_pad / 4)) */
 bool v4_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int G);
 /* its dynamic shared memory per block for rows of rv = r_pad / 4 dt_low
  * float4 columns and N states */

@@ -540,9 +540,10 @@ v4_fits (const VimkScanArgs *a, VimkDType dt, VimkDType gdt, int G)
     return false;
   /* dt_proj<RV, false> reads RV whole columns of each staged row, and the
    * rows are staged at the pitch staged_pitch (RV, N): B and C must follow
-   * within it */
+   * within it and within the row; rows are copied 16 bytes at a time */
   const int rv = rv_columns (a->r_pad / 4);
-  if (rv == 0 || 4 * rv > a->ldd || a->b_off < 0 || a->b_off > 4 * rv)
+  if (rv == 0 || 4 * rv > a->ldd || a->b_off < 0 || a->b_off > 4 * rv
+      || a->b_off + 2 * a->N > a->ldd || (uintptr_t) a->dbl % 16 != 0)
     return false;
   /* the widest copy of a row must divide every offset: base, channel block
    * (a multiple of 32 / G channels), the backward half (E) and the pitch */

@@ -241,13 +241,15 @@ static int scan_version;              /* VimkScanArgs.version of the next test_s
 static int scan_gate_silu;            /* VimkScanArgs.gate_silu of the next test_scan */
 static int scan_steps;                /* VimkScanArgs.steps of the next test_scan */
 static int scan_sum;                  /* VimkScanArgs.sum_directions of the next test_scan */
+static int scan_row_pad;              /* floats past C in each dbl row, NaN: no kernel may read them */
 
 static void
 test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, int thr,
     int chunks, int gdt)
 {
   uint64_t s = 1000 + 17 * N + R + L;
-  const int r_pad = (R + 3) & ~3, b_off = r_pad, ldd = (b_off + 2 * N + 3) & ~3;
+  const int r_pad = (R + 3) & ~3, b_off = r_pad;
+  const int ldd = ((b_off + 2 * N + 3) & ~3) + scan_row_pad;
   const size_t rows = (size_t) nseq * L;
   float *dbl = calloc ((size_t) 2 * rows * ldd, 4);
   for (int d = 0; d < 2; d++)
@@ -257,6 +259,8 @@ test_scan (int dt, int nseq, int L, int E, int N, int R, int lanes, int poly, in
         p[i] = tu_uniform (&s, -1, 1);
       for (int i = 0; i < 2 * N; i++)
         p[b_off + i] = tu_uniform (&s, -1, 1);
+      for (int i = ldd - scan_row_pad; i < ldd; i++)
+        p[i] = NAN;
     }
   void *gate = malloc (rows * 2 * E * tu_size (gdt));   /* pitch 2E like xz's z half */
   void *xy = malloc (rows * 2 * E * tu_size (dt));
@@ -621,6 +625,15 @@ main (void)
       test_scan (dt, 2, 53, 64, 16, 5, 1, 0, -1, 1, dt);
       test_scan (dt, 1, 77, 64, 16, 20, 2, 0, -1, 3, dt);
       test_scan (dt, 1, 40, 64, 16, 60, 4, 0, -1, 1, dt);
+      /* rows longer than what the kernels read (the runner's Vim-Ti rows
+       * are 48 floats, V4 stages 44), their padding NaN: rows of B after
+       * RV whole dt_low columns and not, one lane and lanes, chunked */
+      scan_row_pad = 8;
+      test_scan (dt, 2, 53, 64, 16, 12, 1, 0, -1, 1, dt);
+      test_scan (dt, 2, 53, 64, 16, 5, 1, 0, -1, 1, dt);
+      test_scan (dt, 1, 77, 64, 16, 20, 2, 0, -1, 3, dt);
+      test_scan (dt, 2, 301, 64, 16, 24, 1, 0, -1, 4, dt);
+      scan_row_pad = 0;
       /* chains that stop at a middle token (steps): one lane, and the
        * planner's lanes and chunks */
       scan_steps = 99;
