@@ -31,11 +31,14 @@ __device__ __forceinline__ void store4 (__nv_bfloat16 *p, float a, float b, floa
 }
 
 /* LPR lanes per row (a warp takes 32 / LPR rows), each lane holding its
- * <= kMaxVec float4 of the row in registers between the sum and the
- * scaling: Vim-Ti's rows of 192 run 16 lanes x 3 float4, so no lane idles
- * and a warp has two rows in flight. LPR = 0: the plain loop, one warp per
- * row, for any D and pitch. */
-template <typename T, int LPR>
+ * <= V float4 of the row in registers between the sum and the scaling:
+ * Vim-Ti's rows of 192 run 16 lanes x 3 float4, so no lane idles and a warp
+ * has two rows in flight. V is the row's float4 per lane rounded up, not the
+ * largest row's: room for 8 took 84 registers a thread and 2 blocks an SM,
+ * too few loads in flight (H200, ncu, Vim-Ti batch 256: 11.3 -> 9.2 us with
+ * 41 registers; Vim-S 20.0 -> 15.4; bench/RESULTS.md, thirty-third session).
+ * LPR = 0: the plain loop, one warp per row, for any D and pitch. */
+template <typename T, int LPR, int V>
 __global__ void rmsnorm_kernel (const float *__restrict__ x, int64_t ldx,
     const float *__restrict__ w, T *__restrict__ out, int64_t ldo, int rows,
     int D, float eps)
@@ -53,7 +56,6 @@ __global__ void rmsnorm_kernel (const float *__restrict__ x, int64_t ldx,
   T *orow = out + (int64_t) row * ldo;
   float ss = 0.f;
   if constexpr (LPR > 0) {
-    constexpr int V = kMaxVec;
     const float4 *x4 = (const float4 *) xr;
     const float4 *w4 = (const float4 *) w;
     const int n4 = D / 4;                       /* <= LPR * V */
@@ -136,17 +138,35 @@ __global__ void final_kernel (const float *__restrict__ residual, int L, int D,
     st (feat + (int64_t) b * D + i, acc[i] / L);
 }
 
-template <int LPR>
+template <int LPR, int V>
 cudaError_t launch_rmsnorm (VimkDType dt, const float *x, int64_t ldx, const float *w,
     void *out, int64_t ldo, int rows, int D, float eps, cudaStream_t stream)
 {
   const int threads = 256;
   dim3 grid ((unsigned) cdiv ((int64_t) rows * (LPR > 0 ? LPR : 32), threads));
   VIMK_DISPATCH_DTYPE (dt, T,
-      prefer_carveout ((const void *) rmsnorm_kernel<T, LPR>, layer_carveout ()),
-      rmsnorm_kernel<T, LPR><<<grid, threads, 0, stream>>> (x, ldx, w, (T *) out, ldo, rows,
-          D, eps));
+      prefer_carveout ((const void *) rmsnorm_kernel<T, LPR, V>, layer_carveout ()),
+      rmsnorm_kernel<T, LPR, V><<<grid, threads, 0, stream>>> (x, ldx, w, (T *) out, ldo,
+          rows, D, eps));
   return cudaGetLastError ();
+}
+
+/* float4 per lane, 1..kMaxVec, as a template argument */
+template <int LPR>
+cudaError_t launch_rmsnorm_lanes (int v, VimkDType dt, const float *x, int64_t ldx,
+    const float *w, void *out, int64_t ldo, int rows, int D, float eps, cudaStream_t stream)
+{
+  static_assert (kMaxVec == 8, "one case per float4 count");
+  switch (v) {
+    case 1: return launch_rmsnorm<LPR, 1> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
+    case 2: return launch_rmsnorm<LPR, 2> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
+    case 3: return launch_rmsnorm<LPR, 3> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
+    case 4: return launch_rmsnorm<LPR, 4> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
+    case 5: return launch_rmsnorm<LPR, 5> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
+    case 6: return launch_rmsnorm<LPR, 6> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
+    case 7: return launch_rmsnorm<LPR, 7> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
+    default: return launch_rmsnorm<LPR, 8> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
+  }
 }
 
 } // namespace
@@ -169,11 +189,12 @@ vimk_rmsnorm (VimkDType dt, const float *x, int64_t ldx, const float *w,
         break;
       }
   }
+  const int v = lpr > 0 ? (int) cdiv (D / 4, lpr) : 0;
   switch (lpr) {
-    case 32: return launch_rmsnorm<32> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
-    case 16: return launch_rmsnorm<16> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
-    case 8: return launch_rmsnorm<8> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
-    default: return launch_rmsnorm<0> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
+    case 32: return launch_rmsnorm_lanes<32> (v, dt, x, ldx, w, out, ldo, rows, D, eps, stream);
+    case 16: return launch_rmsnorm_lanes<16> (v, dt, x, ldx, w, out, ldo, rows, D, eps, stream);
+    case 8: return launch_rmsnorm_lanes<8> (v, dt, x, ldx, w, out, ldo, rows, D, eps, stream);
+    default: return launch_rmsnorm<0, 0> (dt, x, ldx, w, out, ldo, rows, D, eps, stream);
   }
 }
 

@@ -546,6 +546,9 @@ main (void)
     test_rmsnorm (dt, 7, 40, 40);          /* 10 float4: 32 lanes, most idle */
     test_rmsnorm (dt, 21, 50, 52);
     test_rmsnorm (dt, 9, 768, 772);        /* 6 float4 per lane */
+    test_rmsnorm (dt, 11, 384, 384);       /* Vim-S: 32 lanes x 3 float4 */
+    test_rmsnorm (dt, 5, 1024, 1024);      /* 8 float4 per lane, the most */
+    test_rmsnorm (dt, 6, 132, 136);        /* 33 float4: 2 per lane, the second on one lane */
     test_rmsnorm (dt, 5, 1040, 1040);      /* past the register path */
     for (int gated = 1; gated >= 0; gated--) {
       test_conv (dt, 3, 37, 40, 4, dt, gated);
